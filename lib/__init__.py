@@ -1,0 +1,1 @@
+"""textseg: text-guided 3D segmentation for MONAI Label."""

@@ -1,0 +1,1 @@
+"""textseg.data"""
