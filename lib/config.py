@@ -1,0 +1,173 @@
+"""Typed, validated configuration, parsed once at the boundary (CLI flags, YAML/JSON
+files, MONAI Label ``--conf`` strings) and passed down as frozen dataclasses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+MODALITY_CHOICES = ("auto", "CT", "MR")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and inference settings; stored inside every checkpoint.
+
+    Attributes:
+        size: named size from ``lib.model.build.SIZES`` ("tiny", "small", "base").
+        channels: encoder widths at strides 1, 2, 4, 8 of the working grid.
+        embed_dim: dimension D of voxel and prompt embeddings in the similarity head.
+        text_encoder: "default" (the packaged all-MiniLM-L6-v2), or a local Hugging Face
+            model folder (e.g. a BiomedBERT), or "random-tiny" (random weights, tests only).
+        text_dim: output width of the text encoder (checked when it loads).
+        working_spacing: isotropic spacing in mm at which the network sees the volume.
+        temperature: similarity temperature (logits = <v, t> / (sqrt(D) * temperature) + b).
+        tau: half-width of the refiner's confidence band: pass 2 edits only voxels with
+            |p1 - 0.5| < tau.
+        alpha: weight of the entropy term in the uncertainty (1 - alpha weighs the
+            disagreement |p2 - p1| between the passes).
+        threshold: probability threshold of the final mask.
+        min_volume_mm3: a predicted mask smaller than this is reported absent (emptied).
+        crop_margin: voxels (working grid) added around pass 1's candidate region for pass 2.
+        modality: "auto" (CT when the image looks like Hounsfield units), "CT" or "MR".
+    """
+
+    size: str = "small"
+    channels: tuple[int, int, int, int] = (8, 16, 32, 64)
+    embed_dim: int = 32
+    text_encoder: str = "default"
+    text_dim: int = 384
+    working_spacing: float = 2.0
+    temperature: float = 1.0
+    tau: float = 0.35
+    alpha: float = 0.25
+    threshold: float = 0.5
+    min_volume_mm3: float = 40.0
+    crop_margin: int = 4
+    modality: str = "auto"
+
+    def __post_init__(self) -> None:
+        if len(self.channels) != 4 or min(self.channels) < 1:
+            raise ValueError(f"channels must be 4 positive ints, got {self.channels!r}")
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        _positive("embed_dim", self.embed_dim)
+        _positive("text_dim", self.text_dim)
+        _positive("working_spacing", self.working_spacing)
+        _positive("temperature", self.temperature)
+        if not 0.0 < self.tau <= 0.5:
+            raise ValueError(f"tau must be in (0, 0.5], got {self.tau!r}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        if self.min_volume_mm3 < 0:
+            raise ValueError(f"min_volume_mm3 must be >= 0, got {self.min_volume_mm3!r}")
+        if self.modality not in MODALITY_CHOICES:
+            raise ValueError(f"modality must be one of {MODALITY_CHOICES}, got {self.modality!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training schedule and data sampling.
+
+    Attributes:
+        steps: optimiser steps in total (both stages).
+        stage1_fraction: share of steps in stage 1 (positive-only prompts).
+        absent_fraction: share of absent-structure prompts in stage 2.
+        align_fraction: share of steps, from the start, before the refiner's loss is on
+            (phase order: align + pass 1 first, refiner last).
+        prompts_per_image: prompts drawn per training patch.
+        patch_size: training patch on the working grid (voxels).
+        lr, weight_decay, warmup_steps: AdamW and its schedule (linear warm-up, cosine).
+        w_align, w_heatmap, w_pass1, w_pass2: loss weights.
+        max_minutes: wall-clock budget; training stops early (and saves) when reached.
+        val_every: steps between validation passes (0: only at the end).
+        seed: sampling and initialisation seed.
+    """
+
+    steps: int = 2000
+    stage1_fraction: float = 0.4
+    absent_fraction: float = 0.4
+    align_fraction: float = 0.15
+    prompts_per_image: int = 6
+    patch_size: tuple[int, int, int] = (80, 80, 64)
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    w_align: float = 0.2
+    w_heatmap: float = 0.5
+    w_pass1: float = 1.0
+    w_pass2: float = 1.0
+    max_minutes: float = 0.0
+    val_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("steps", self.steps)
+        for name in ("stage1_fraction", "absent_fraction", "align_fraction"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+        _positive("prompts_per_image", self.prompts_per_image)
+        if len(self.patch_size) != 3 or min(self.patch_size) < 16 or any(p % 8 for p in self.patch_size):
+            raise ValueError(f"patch_size must be 3 multiples of 8 (>= 16), got {self.patch_size!r}")
+        object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+        _positive("lr", self.lr)
+        if self.max_minutes < 0:
+            raise ValueError(f"max_minutes must be >= 0, got {self.max_minutes!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a training or inference run needs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "Config":
+        data = dict(data or {})
+        unknown = set(data) - {"model", "train"}
+        if unknown:
+            raise ValueError(f"unknown config sections: {sorted(unknown)}")
+        return cls(
+            model=_build(ModelConfig, data.get("model", {})),
+            train=_build(TrainConfig, data.get("train", {})),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> "Config":
+        """Read a YAML or JSON file; None gives the defaults."""
+        if path is None:
+            return cls()
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"config file not found: {path}")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return cls.from_dict(yaml.safe_load(text))
+        return cls.from_dict(json.loads(text))
+
+    def override(self, **train_overrides: Any) -> "Config":
+        return replace(self, train=replace(self.train, **train_overrides))
+
+
+def _build(klass, values: Mapping[str, Any]):
+    names = {f.name for f in fields(klass)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown {klass.__name__} keys: {sorted(unknown)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return klass(**values)
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")

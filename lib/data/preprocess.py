@@ -1,0 +1,173 @@
+"""Preprocessing, defined once for training, validation and inference: load a NIfTI
+volume, reorient to RAS, resample to the isotropic working spacing, normalise the
+intensities by modality, add physical-coordinate channels, and map results back to the
+original grid."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import LoadImage, Orientation, Spacing, SpatialResample
+
+logger = logging.getLogger(__name__)
+
+CT_WINDOW = (-250.0, 400.0)  # HU mapped onto [-1, 1]; air and bone saturate
+COORD_SCALE_MM = 100.0
+
+
+class ImageError(ValueError):
+    """An input volume that cannot be segmented (unreadable, not 3D, empty)."""
+
+
+def load_volume(path: str, label: bool = False) -> MetaTensor:
+    """Read a NIfTI (or any MONAI-readable) file into a channel-first MetaTensor (1, X, Y, Z)."""
+    try:
+        img = LoadImage(image_only=True, ensure_channel_first=True, reader="NibabelReader")(str(path))
+    except Exception as e:  # noqa: BLE001 - MONAI raises many types for unreadable files
+        raise ImageError(f"cannot read image {path!r}: {e}") from e
+    return check_volume(img, str(path), label=label)
+
+
+def check_volume(img: MetaTensor, name: str = "image", label: bool = False) -> MetaTensor:
+    """Validate a (1, X, Y, Z) volume: 3D, at least 8 voxels a side, finite values."""
+    if img.ndim == 5 and img.shape[-1] == 1:  # (1, X, Y, Z, 1) from some writers
+        img = img[..., 0]
+    if img.ndim != 4 or img.shape[0] != 1:
+        raise ImageError(f"{name}: expected a single-channel 3D volume, got shape {tuple(img.shape)}")
+    if min(img.shape[1:]) < 8:
+        raise ImageError(f"{name}: volume too small {tuple(img.shape[1:])} (need >= 8 voxels per axis)")
+    if not label and not torch.isfinite(img).all():
+        raise ImageError(f"{name}: contains NaN or infinite values")
+    return img
+
+
+def guess_modality(values: np.ndarray | torch.Tensor) -> str:
+    """"CT" when the intensities look like Hounsfield units (air near -1000), else "MR"."""
+    v = torch.as_tensor(values).flatten().float()
+    if v.numel() > 200_000:
+        v = v[:: v.numel() // 200_000]
+    return "CT" if float(torch.quantile(v, 0.01)) < -500.0 else "MR"
+
+
+def normalize_intensity(img: torch.Tensor, modality: str) -> torch.Tensor:
+    """Map intensities onto about [-1, 1].
+
+    CT: a fixed soft-tissue window in HU (CT_WINDOW), so absolute densities stay meaningful.
+    MR: robust per image, the 0.5th-99.5th percentiles of the non-zero voxels.
+    Shapes: any -> same, float32.
+    """
+    img = img.float()
+    if modality == "CT":
+        lo, hi = CT_WINDOW
+    elif modality == "MR":
+        v = img[img != 0].flatten()
+        if v.numel() == 0:
+            return torch.zeros_like(img)
+        if v.numel() > 500_000:
+            v = v[:: v.numel() // 500_000]
+        lo, hi = float(torch.quantile(v, 0.005)), float(torch.quantile(v, 0.995))
+        if hi - lo < 1e-6:
+            hi = lo + 1.0
+    else:
+        raise ValueError(f"modality must be 'CT' or 'MR', got {modality!r}")
+    return (img.clamp(lo, hi) - lo) / (hi - lo) * 2.0 - 1.0
+
+
+def coordinate_channels(shape: tuple[int, int, int], spacing: float, offset: tuple[int, int, int] = (0, 0, 0),
+                        full_shape: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """Physical RAS coordinates of each voxel, relative to the volume's centre, in 100 mm.
+
+    Args:
+        shape: (X, Y, Z) of the block wanted.
+        spacing: working spacing in mm.
+        offset: index of the block's first voxel in the full volume.
+        full_shape: shape of the full volume (defaults to ``shape``).
+
+    Returns:
+        (3, X, Y, Z) float32. In RAS+ channel 0 grows towards the patient's right, so
+        left structures have smaller values than right ones.
+    """
+    full_shape = full_shape or shape
+    axes = [
+        (torch.arange(n, dtype=torch.float32) + o - (f - 1) / 2.0) * spacing / COORD_SCALE_MM
+        for n, o, f in zip(shape, offset, full_shape)
+    ]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"))
+
+
+@dataclass
+class WorkingVolume:
+    """A volume on the working grid, with what is needed to go back.
+
+    Attributes:
+        image: (1, X, Y, Z) normalised intensities on the working grid (RAS, isotropic).
+        affine: (4, 4) affine of the working grid.
+        original_affine: (4, 4) affine of the input.
+        original_shape: (X0, Y0, Z0) of the input.
+        modality: "CT" or "MR".
+    """
+
+    image: torch.Tensor
+    affine: torch.Tensor
+    original_affine: torch.Tensor
+    original_shape: tuple[int, int, int]
+    modality: str
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(abs(torch.linalg.det(self.original_affine[:3, :3].double())))
+
+
+def to_working_grid(img: MetaTensor, spacing: float, label: bool = False) -> MetaTensor:
+    """Reorient to RAS and resample to isotropic ``spacing`` (nearest for labels)."""
+    img = Orientation(axcodes="RAS")(img)
+    return Spacing(pixdim=(spacing,) * 3, mode="nearest" if label else "bilinear", dtype=np.float32)(img)
+
+
+def prepare(img: MetaTensor, spacing: float, modality: str = "auto") -> WorkingVolume:
+    """Load-time preprocessing shared by training and inference. (1, X0, Y0, Z0) -> WorkingVolume."""
+    img = check_volume(img)
+    if modality == "auto":
+        modality = guess_modality(img)
+    original_affine = torch.as_tensor(img.affine, dtype=torch.float64).clone()
+    original_shape = tuple(int(s) for s in img.shape[1:])
+    work = to_working_grid(img, spacing)
+    image = normalize_intensity(work.as_tensor(), modality)
+    return WorkingVolume(image=image, affine=torch.as_tensor(work.affine, dtype=torch.float64),
+                         original_affine=original_affine, original_shape=original_shape, modality=modality)
+
+
+def to_original_grid(values: torch.Tensor, vol: WorkingVolume, mode: str = "bilinear") -> torch.Tensor:
+    """Resample working-grid maps back onto the input's grid.
+
+    Args:
+        values: (N, X, Y, Z) maps on the working grid (probabilities, uncertainties).
+        vol: the WorkingVolume they belong to.
+        mode: "bilinear" or "nearest".
+
+    Returns:
+        (N, X0, Y0, Z0) float32 on the original grid.
+    """
+    src = MetaTensor(values.float(), affine=vol.affine)
+    out = SpatialResample(mode=mode, padding_mode="border", dtype=torch.float32)(
+        src, dst_affine=vol.original_affine, spatial_size=vol.original_shape)
+    return out.as_tensor()
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = 8) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """Pad the last three dims at the end (edge values) to multiples of ``multiple``.
+
+    Returns the padded tensor and the original (X, Y, Z) to crop back to.
+    """
+    shape = tuple(int(s) for s in x.shape[-3:])
+    pads = [(-s) % multiple for s in shape]
+    if any(pads):
+        lead = x.shape[:-3]
+        x5 = x.reshape(1, -1, *shape)
+        x5 = torch.nn.functional.pad(x5, (0, pads[2], 0, pads[1], 0, pads[0]), mode="replicate")
+        x = x5.reshape(*lead, *x5.shape[-3:])
+    return x, shape

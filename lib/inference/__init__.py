@@ -1,0 +1,1 @@
+"""Inference: the predictor that serves prompts from a cached image encoding."""

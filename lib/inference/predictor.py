@@ -1,0 +1,200 @@
+"""Predictor: encode an image once, answer any number of text prompts from the encoding.
+
+Pass 1 runs on the whole volume at stride 2; pass 2 (the gated refiner) runs at the
+working resolution only inside the bounding box of pass 1's candidate region.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.preprocess import WorkingVolume, coordinate_channels, pad_to_multiple, prepare, to_original_grid
+from ..data.vocab import Vocabulary, normalize_prompt
+from ..model.text_encoder import TextEncoder
+from ..model.textseg import ImageEncoding, TextSegNet
+from ..model.uncertainty import candidate_region, scalar_uncertainty, uncertainty_map
+
+logger = logging.getLogger(__name__)
+
+MAX_PROMPT_CHARS = 200
+MAX_PROMPTS = 64
+
+
+class PromptError(ValueError):
+    """A prompt that cannot be used (empty, too long, no letters)."""
+
+
+def clean_prompt(prompt: str) -> str:
+    """Validate and normalise one prompt. Raises PromptError with the reason."""
+    if not isinstance(prompt, str):
+        raise PromptError(f"prompt must be text, got {type(prompt).__name__}")
+    text = normalize_prompt(prompt)
+    if not text:
+        raise PromptError("prompt is empty")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise PromptError(f"prompt is {len(text)} characters long; at most {MAX_PROMPT_CHARS} are allowed")
+    if not any(ch.isalpha() for ch in text):
+        raise PromptError(f"prompt {prompt[:40]!r} has no letters")
+    return text
+
+
+def split_prompts(text: str, vocab: Vocabulary | None = None) -> list[str]:
+    """Split a ';'-separated prompt field. Empty text means every non-composite label of
+    ``vocab``. Raises PromptError."""
+    parts = [p for p in (text or "").split(";") if p.strip()]
+    if not parts:
+        if vocab is None or not len(vocab):
+            raise PromptError("prompt is empty and there is no label vocabulary to fall back on")
+        return vocab.names(composite=False)
+    if len(parts) > MAX_PROMPTS:
+        raise PromptError(f"{len(parts)} prompts given; at most {MAX_PROMPTS} per request")
+    return [clean_prompt(p) for p in parts]
+
+
+@dataclass
+class EncodedImage:
+    """A prepared volume and its cached network encoding."""
+
+    volume: WorkingVolume
+    encoding: ImageEncoding
+    shape: tuple[int, int, int]  # working-grid shape before padding
+    seconds: float
+
+    def nbytes(self) -> int:
+        return self.encoding.nbytes() + self.volume.image.numel() * 4
+
+
+@dataclass
+class PromptResult:
+    """One prompt's answer.
+
+    Attributes:
+        prompt: the (normalised) prompt text.
+        label: the vocabulary label it names exactly, if any.
+        present: False when the mask is empty (the structure is reported absent).
+        mask: (X0, Y0, Z0) bool on the input grid.
+        probability: (X0, Y0, Z0) float32 refined probability, or None unless requested.
+        uncertainty_map: (X0, Y0, Z0) float32 voxel uncertainty, or None unless requested.
+        uncertainty: scalar uncertainty in [0, 1] (disagreement + entropy in the band).
+        volume_mm3: mask volume.
+        seconds: time for this prompt (the image encoding is not included).
+    """
+
+    prompt: str
+    label: str | None
+    present: bool
+    mask: np.ndarray
+    uncertainty: float
+    volume_mm3: float
+    seconds: float
+    probability: np.ndarray | None = None
+    pass1_probability: np.ndarray | None = None
+    uncertainty_map: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"prompt": self.prompt, "label": self.label, "present": self.present,
+                "voxels": int(self.mask.sum()), "volume_mm3": round(self.volume_mm3, 1),
+                "uncertainty": round(self.uncertainty, 5), "seconds": round(self.seconds, 3)}
+
+
+class Predictor:
+    """Serves text prompts for volumes.
+
+    Args:
+        net: a trained TextSegNet (eval mode).
+        text_encoder: the frozen encoder the net was trained with.
+        vocab: the label vocabulary (to name results and for empty prompts).
+    """
+
+    def __init__(self, net: TextSegNet, text_encoder: TextEncoder, vocab: Vocabulary) -> None:
+        self.net = net.eval()
+        self.cfg = net.cfg
+        self.text = text_encoder
+        self.vocab = vocab
+        if text_encoder.dim != self.cfg.text_dim:
+            raise ValueError(f"text encoder width {text_encoder.dim} != model text_dim {self.cfg.text_dim}")
+
+    @torch.no_grad()
+    def encode(self, image) -> EncodedImage:
+        """Prepare and encode a (1, X0, Y0, Z0) MetaTensor (with affine). Cost paid once per image."""
+        start = time.perf_counter()
+        vol = prepare(image, self.cfg.working_spacing, self.cfg.modality)
+        x, shape = self._network_input(vol)
+        enc = self.net.encode_image(x)
+        return EncodedImage(volume=vol, encoding=enc, shape=shape, seconds=time.perf_counter() - start)
+
+    def _network_input(self, vol: WorkingVolume) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        shape = tuple(int(s) for s in vol.image.shape[1:])
+        coords = coordinate_channels(shape, self.cfg.working_spacing)
+        x, _ = pad_to_multiple(torch.cat([vol.image, coords]).unsqueeze(0))
+        return x, shape
+
+    @torch.no_grad()
+    def predict(self, encoded: EncodedImage, prompts: list[str], probabilities: bool = False,
+                uncertainty_maps: bool = False) -> list[PromptResult]:
+        """Segment ``prompts`` (already cleaned) in an encoded image."""
+        start = time.perf_counter()
+        if not prompts:
+            return []
+        enc, vol, cfg = encoded.encoding, encoded.volume, self.cfg
+        feats = self.text.encode(prompts)
+        emb = self.net.head.embed_prompts(feats)
+        logits2 = self.net.pass1(enc, emb)["logits2"]  # (K, x2, y2, z2)
+        full = enc.g.shape[2:]
+        X, Y, Z = encoded.shape
+        p1_all, p2_all = [], []
+        for k in range(len(prompts)):
+            logit1 = F.interpolate(logits2[k : k + 1, None], size=full, mode="trilinear", align_corners=False)[0]
+            p1 = torch.sigmoid(logit1)
+            logit2 = logit1.clone()
+            box = self._candidate_box(p1[0])
+            if box is not None:
+                sl = (slice(None),) + box
+                logit2[sl] = self.net.refiner(enc.g[(slice(None),) + box], logit1[sl], emb[k : k + 1])
+            p1_all.append(p1[0, :X, :Y, :Z])
+            p2_all.append(torch.sigmoid(logit2[0, :X, :Y, :Z]))
+        p1, p2 = torch.stack(p1_all), torch.stack(p2_all)
+        scalars = scalar_uncertainty(p1, p2, cfg.alpha, cfg.tau)
+        p2_orig = to_original_grid(p2, vol)
+        umap = to_original_grid(uncertainty_map(p1, p2, cfg.alpha), vol) if uncertainty_maps else None
+        p1_orig = to_original_grid(p1, vol) if uncertainty_maps else None
+        per_prompt = (time.perf_counter() - start) / len(prompts)
+        results = []
+        for k, prompt in enumerate(prompts):
+            mask = (p2_orig[k] >= cfg.threshold).numpy()
+            volume = float(mask.sum()) * vol.voxel_volume_mm3
+            present = volume >= max(cfg.min_volume_mm3, 1e-9) and mask.any()
+            if not present:
+                mask[:] = False
+            entry = self.vocab.resolve(prompt)
+            results.append(PromptResult(
+                prompt=prompt, label=entry.name if entry else None, present=bool(present), mask=mask,
+                uncertainty=float(scalars[k]), volume_mm3=volume if present else 0.0, seconds=per_prompt,
+                probability=p2_orig[k].numpy() if probabilities else None,
+                pass1_probability=p1_orig[k].numpy() if p1_orig is not None else None,
+                uncertainty_map=umap[k].numpy() if umap is not None else None,
+            ))
+        return results
+
+    def _candidate_box(self, p1: torch.Tensor) -> tuple[slice, slice, slice] | None:
+        """Bounding box (on the padded working grid, multiples of 2) of pass 1's candidate
+        region plus a margin; None when pass 1 finds nothing."""
+        region = candidate_region(p1, p1, self.cfg.tau)
+        if not region.any():
+            return None
+        idx = region.nonzero()
+        lo = (idx.min(0).values - self.cfg.crop_margin).clamp(min=0)
+        hi = idx.max(0).values + self.cfg.crop_margin + 1
+        return tuple(slice(int(a), int(min(b, n))) for a, b, n in zip(lo, hi, p1.shape))
+
+    def segment(self, image, prompts: list[str], **kwargs) -> tuple[EncodedImage, list[PromptResult]]:
+        """Encode and predict in one call."""
+        encoded = self.encode(image)
+        return encoded, self.predict(encoded, prompts, **kwargs)

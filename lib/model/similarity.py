@@ -1,0 +1,61 @@
+"""Similarity-matrix mask prediction: one logit map per (voxel, prompt) pair."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def similarity_logits(voxels: torch.Tensor, prompts: torch.Tensor, temperature: float, bias: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Scaled dot-product similarity between voxel and prompt embeddings.
+
+    Args:
+        voxels: (N, D, X, Y, Z) voxel embeddings (one row per prompt; a shared map may be
+            expanded without copying).
+        prompts: (N, D) prompt embeddings.
+        temperature: divides the similarity; 1 by default.
+        bias: scalar added to every logit.
+
+    Returns:
+        (N, X, Y, Z) logits = <v, t> / (sqrt(D) * temperature) + bias.
+    """
+    if voxels.shape[:2] != prompts.shape:
+        raise ValueError(f"voxels {tuple(voxels.shape)} and prompts {tuple(prompts.shape)} disagree on (N, D)")
+    scale = 1.0 / (math.sqrt(prompts.shape[1]) * temperature)
+    return torch.einsum("ndxyz,nd->nxyz", voxels, prompts) * scale + bias
+
+
+def cosine_map(voxels: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity between each voxel embedding and its prompt: (N, D, ...) x (N, D) -> (N, ...)."""
+    v = nn.functional.normalize(voxels, dim=1)
+    t = nn.functional.normalize(prompts, dim=1)
+    return torch.einsum("ndxyz,nd->nxyz", v, t)
+
+
+class SimilarityHead(nn.Module):
+    """Projects frozen text features to prompt embeddings and scores voxels against them.
+
+    Args:
+        text_dim: width H of the frozen text encoder's output.
+        embed_dim: shared embedding width D.
+        temperature: similarity temperature.
+    """
+
+    def __init__(self, text_dim: int, embed_dim: int, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.project = nn.Sequential(
+            nn.Linear(text_dim, 2 * embed_dim), nn.GELU(), nn.Linear(2 * embed_dim, 2 * embed_dim), nn.GELU(),
+            nn.Linear(2 * embed_dim, embed_dim),
+        )
+        self.bias = nn.Parameter(torch.tensor(-2.0))
+        self.temperature = temperature
+
+    def embed_prompts(self, text_features: torch.Tensor) -> torch.Tensor:
+        """(N, H) frozen text features -> (N, D) prompt embeddings."""
+        return self.project(text_features)
+
+    def forward(self, voxels: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        """(N, D, X, Y, Z) x (N, D) -> (N, X, Y, Z) logits."""
+        return similarity_logits(voxels, prompts, self.temperature, self.bias)

@@ -1,0 +1,97 @@
+"""TextSegNet: image encoder + decomposed decoder + similarity head + gated refiner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from .decoder import PromptAdapter, SharedDecoder
+from .image_encoder import ImageEncoder
+from .refiner import GatedRefiner
+from .similarity import SimilarityHead, cosine_map
+
+
+@dataclass
+class ImageEncoding:
+    """What one image costs once, reused for every prompt.
+
+    Attributes:
+        g: (B, w, X, Y, Z) stride-1 refiner features (prompt-independent part of pass 2).
+        voxels: (B, D, X/2, Y/2, Z/2) prompt-independent voxel embeddings.
+        context: (B, c8, X/8, Y/8, Z/8) coarse context for the prompt adapter.
+    """
+
+    g: torch.Tensor
+    voxels: torch.Tensor
+    context: torch.Tensor
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.g, self.voxels, self.context))
+
+
+class TextSegNet(nn.Module):
+    """Text-guided 3D segmentation network.
+
+    ``encode_image`` runs once per image; ``segment`` runs for any number of prompts.
+    ``forward`` does both. Inputs live on the working grid: X, Y, Z divisible by 8.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = ImageEncoder(cfg.channels)
+        self.decoder = SharedDecoder(cfg.channels, cfg.embed_dim)
+        self.adapter = PromptAdapter(cfg.channels[3], cfg.embed_dim)
+        self.head = SimilarityHead(cfg.text_dim, cfg.embed_dim, cfg.temperature)
+        self.refiner = GatedRefiner(cfg.channels[0], cfg.embed_dim, cfg.tau)
+
+    def encode_image(self, x: torch.Tensor) -> ImageEncoding:
+        """(B, 4, X, Y, Z) -> ImageEncoding."""
+        if x.ndim != 5 or any(s % 8 for s in x.shape[2:]):
+            raise ValueError(f"expected (B, C, X, Y, Z) with X, Y, Z divisible by 8, got {tuple(x.shape)}")
+        feats = self.encoder(x)
+        voxels, context = self.decoder(feats)
+        return ImageEncoding(g=self.refiner.image_features(feats[0]), voxels=voxels, context=context)
+
+    def pass1(self, enc: ImageEncoding, prompts: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Coarse pass at stride 2.
+
+        Args:
+            enc: encoding of B images.
+            prompts: (B*K, D) prompt embeddings, K consecutive rows per image.
+
+        Returns:
+            ``logits2`` (B*K, X/2, Y/2, Z/2) and ``cosine2`` (same shape): the similarity map
+            before scaling, for the alignment and heatmap losses.
+        """
+        k = prompts.shape[0] // enc.voxels.shape[0]
+        offset = self.adapter(enc.context, prompts)
+        offset = F.interpolate(offset, size=enc.voxels.shape[2:], mode="trilinear", align_corners=False)
+        voxels = enc.voxels.repeat_interleave(k, dim=0) + offset
+        return {"logits2": self.head(voxels, prompts), "cosine2": cosine_map(voxels, prompts)}
+
+    def segment(self, enc: ImageEncoding, text_features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both passes for K prompts per image.
+
+        Args:
+            enc: encoding of B images.
+            text_features: (B*K, H) frozen text features.
+
+        Returns:
+            ``logit1`` (B*K, X, Y, Z) pass-1 logits upsampled to the working grid,
+            ``logit2`` (B*K, X, Y, Z) refined logits, plus ``logits2``/``cosine2`` at stride 2.
+        """
+        prompts = self.head.embed_prompts(text_features)
+        out = self.pass1(enc, prompts)
+        logit1 = F.interpolate(out["logits2"].unsqueeze(1), size=enc.g.shape[2:], mode="trilinear",
+                               align_corners=False).squeeze(1)
+        out["logit1"] = logit1
+        out["logit2"] = self.refiner(enc.g, logit1, prompts)
+        return out
+
+    def forward(self, x: torch.Tensor, text_features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.segment(self.encode_image(x), text_features)

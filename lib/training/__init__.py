@@ -1,0 +1,1 @@
+"""Training: losses, schedules, sampling and the loop."""

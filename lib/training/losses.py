@@ -1,0 +1,64 @@
+"""Losses (outside the model): Dice + BCE on both passes, alignment and heatmap losses."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceCELoss
+
+
+class TextSegLoss(torch.nn.Module):
+    """Weighted sum of the training losses.
+
+    Forward args:
+        out: the model's dict (``logit1``, ``logit2`` (N, X, Y, Z) on the working grid;
+            ``logits2``, ``cosine2`` (N, X/2, Y/2, Z/2)).
+        target: (N, X, Y, Z) float {0, 1}; all zero for an absent-structure prompt.
+        weights: {"align", "heatmap", "pass1", "pass2"} from ``loss_weights_at``.
+
+    Returns:
+        (total, parts) with parts a dict of detached floats.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # smooth 1 keeps the Dice term bounded and informative for empty targets
+        self.seg = DiceCELoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0, batch=False)
+
+    def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, weights: dict[str, float]):
+        t = target.unsqueeze(1)
+        parts = {"pass1": self.seg(out["logit1"].unsqueeze(1), t)}
+        if weights.get("pass2", 0.0) > 0:
+            parts["pass2"] = self.seg(out["logit2"].unsqueeze(1), t)
+        soft = F.avg_pool3d(t, 2).squeeze(1)  # (N, X/2, Y/2, Z/2) foreground fraction
+        parts["align"] = alignment_loss(out["cosine2"], soft)
+        parts["heatmap"] = heatmap_loss(out["logits2"], soft)
+        total = sum(weights.get(k, 0.0) * v for k, v in parts.items())
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def alignment_loss(cosine: torch.Tensor, soft_target: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    """Raise text-voxel cosine similarity on the foreground, push it below ``margin`` elsewhere.
+
+    Args:
+        cosine: (N, ...) cosine similarity between each voxel and its prompt.
+        soft_target: (N, ...) foreground fraction in [0, 1].
+
+    Returns:
+        Scalar: mean_fg(1 - cos) + mean_bg(relu(cos - margin)), each averaged over prompts
+        that have such voxels.
+    """
+    fg = (soft_target >= 0.5).to(cosine.dtype)
+    bg = 1 - fg
+    dims = tuple(range(1, cosine.ndim))
+    fg_n, bg_n = fg.sum(dims), bg.sum(dims)
+    fg_term = ((1 - cosine) * fg).sum(dims) / fg_n.clamp(min=1)
+    bg_term = (F.relu(cosine - margin) * bg).sum(dims) / bg_n.clamp(min=1)
+    has_fg = (fg_n > 0).to(cosine.dtype)
+    return (fg_term * has_fg).sum() / has_fg.sum().clamp(min=1) + bg_term.mean()
+
+
+def heatmap_loss(logits: torch.Tensor, soft_target: torch.Tensor) -> torch.Tensor:
+    """Calibrate the coarse similarity map: MSE between sigmoid(logits) and the foreground
+    fraction of each coarse voxel. (N, ...) x (N, ...) -> scalar."""
+    return F.mse_loss(torch.sigmoid(logits), soft_target)
