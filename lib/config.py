@@ -23,7 +23,7 @@ class ModelConfig:
             model folder (e.g. a BiomedBERT), or "random-tiny" (random weights, tests only).
         text_dim: output width of the text encoder (checked when it loads).
         working_spacing: isotropic spacing in mm at which the network sees the volume.
-        temperature: similarity temperature (logits = <v, t> / (sqrt(D) * temperature) + b).
+        temperature: similarity temperature (logits = s * cos(v, t) / temperature + b, s learned).
         tau: half-width of the refiner's confidence band: pass 2 edits only voxels with
             |p1 - 0.5| < tau.
         alpha: weight of the entropy term in the uncertainty (1 - alpha weighs the

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-import types
 from pathlib import Path
 
 import nibabel as nib
@@ -13,65 +10,13 @@ import numpy as np
 import pytest
 
 from lib.data.studies import MARKER, build_sample_studies
-from lib.data.vocab import LabelEntry, Vocabulary
+from lib.data.vocab import Vocabulary
 
 N_PHANTOMS, N_LABELLED = 3, 1
 
 
-def _stub_phantoms() -> types.ModuleType:
-    """Stand-in for lib.data.phantoms while that module does not exist yet."""
-    mod = types.ModuleType("lib.data.phantoms")
-
-    def phantom_vocabulary() -> Vocabulary:
-        return Vocabulary({"liver": LabelEntry("liver", (1,), "CT", ("the liver",), ("hepar",))})
-
-    def write_phantoms(out: Path, count: int, seed: int, start: int = 0, progress: bool = True) -> list[str]:
-        rng = np.random.default_rng(seed)
-        affine = np.diag([0.8, 0.8, 2.5, 1.0])
-        ids = []
-        for i in range(start, start + count):
-            pid = f"phantom_{i:04d}"
-            img = rng.normal(0, 20, (32, 32, 16)).astype(np.int16)
-            lab = np.zeros((32, 32, 16), np.uint8)
-            lab[8:20, 8:20, 4:10] = 1
-            nib.save(nib.Nifti1Image(img, affine), out / f"{pid}.nii.gz")
-            (out / "labels" / "final").mkdir(parents=True, exist_ok=True)
-            nib.save(nib.Nifti1Image(lab, affine), out / "labels" / "final" / f"{pid}.nii.gz")
-            ids.append(pid)
-        path = out / "labels.json"
-        old = [Vocabulary.load(path)] if path.exists() else []
-        Vocabulary.merge([*old, phantom_vocabulary()]).save(path)
-        (out / "phantoms.json").write_text(json.dumps({"ids": ids}))
-        return ids
-
-    mod.phantom_vocabulary = phantom_vocabulary
-    mod.write_phantoms = write_phantoms
-    return mod
-
-
 @pytest.fixture(scope="module")
-def phantoms_module():
-    """The real lib.data.phantoms if it exists, else the stub (yields (module, is_real))."""
-    try:
-        real = importlib.import_module("lib.data.phantoms")
-    except ModuleNotFoundError as e:
-        if e.name != "lib.data.phantoms":
-            raise
-        real = None
-    if real is not None:
-        yield real, True
-        return
-    import lib.data
-
-    with pytest.MonkeyPatch.context() as mp:
-        stub = _stub_phantoms()
-        mp.setitem(sys.modules, "lib.data.phantoms", stub)
-        mp.setattr(lib.data, "phantoms", stub, raising=False)
-        yield stub, False
-
-
-@pytest.fixture(scope="module")
-def studies(tmp_path_factory, phantoms_module):
+def studies(tmp_path_factory):
     out = tmp_path_factory.mktemp("studies")
     summary = build_sample_studies(out, n_phantoms=N_PHANTOMS, n_labelled=N_LABELLED, seed=0, progress=False)
     return out, summary
@@ -82,10 +27,8 @@ def _snapshot(folder: Path) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_summary(studies, phantoms_module):
+def test_summary(studies):
     out, s = studies
-    if not phantoms_module[1]:
-        print("lib.data.phantoms does not exist yet: tested with a stub")
     assert s["built"] is True
     assert len(s["images"]) == N_PHANTOMS + 1 and "mni152_t1" in s["images"]
     assert len(s["labelled"]) == N_LABELLED + 1 and "mni152_t1" in s["labelled"]
@@ -117,7 +60,7 @@ def test_second_build_is_noop(studies):
     assert _snapshot(out) == before
 
 
-def test_partial_build_is_rebuilt(tmp_path, phantoms_module):
+def test_partial_build_is_rebuilt(tmp_path):
     out = tmp_path / "studies"
     s = build_sample_studies(out, n_phantoms=2, n_labelled=1, seed=1, progress=False)
     victim = out / f"{s['unlabelled'][0]}.nii.gz"

@@ -8,23 +8,24 @@ import torch
 from torch import nn
 
 
-def similarity_logits(voxels: torch.Tensor, prompts: torch.Tensor, temperature: float, bias: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """Scaled dot-product similarity between voxel and prompt embeddings.
+def similarity_logits(voxels: torch.Tensor, prompts: torch.Tensor, temperature: float, bias: torch.Tensor | float = 0.0,
+                      scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """Scaled cosine similarity between voxel and prompt embeddings (the similarity matrix
+    of voxels x prompts, one prompt per row here).
 
     Args:
-        voxels: (N, D, X, Y, Z) voxel embeddings (one row per prompt; a shared map may be
-            expanded without copying).
+        voxels: (N, D, X, Y, Z) voxel embeddings (one row per prompt).
         prompts: (N, D) prompt embeddings.
         temperature: divides the similarity; 1 by default.
         bias: scalar added to every logit.
+        scale: multiplies the cosine (learned, like CLIP's logit scale).
 
     Returns:
-        (N, X, Y, Z) logits = <v, t> / (sqrt(D) * temperature) + bias.
+        (N, X, Y, Z) logits = scale * cos(v, t) / temperature + bias.
     """
     if voxels.shape[:2] != prompts.shape:
         raise ValueError(f"voxels {tuple(voxels.shape)} and prompts {tuple(prompts.shape)} disagree on (N, D)")
-    scale = 1.0 / (math.sqrt(prompts.shape[1]) * temperature)
-    return torch.einsum("ndxyz,nd->nxyz", voxels, prompts) * scale + bias
+    return cosine_map(voxels, prompts) * (scale / temperature) + bias
 
 
 def cosine_map(voxels: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
@@ -49,7 +50,8 @@ class SimilarityHead(nn.Module):
             nn.Linear(text_dim, 2 * embed_dim), nn.GELU(), nn.Linear(2 * embed_dim, 2 * embed_dim), nn.GELU(),
             nn.Linear(2 * embed_dim, embed_dim),
         )
-        self.bias = nn.Parameter(torch.tensor(-2.0))
+        self.bias = nn.Parameter(torch.tensor(-4.0))
+        self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.temperature = temperature
 
     def embed_prompts(self, text_features: torch.Tensor) -> torch.Tensor:
@@ -58,4 +60,4 @@ class SimilarityHead(nn.Module):
 
     def forward(self, voxels: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         """(N, D, X, Y, Z) x (N, D) -> (N, X, Y, Z) logits."""
-        return similarity_logits(voxels, prompts, self.temperature, self.bias)
+        return similarity_logits(voxels, prompts, self.temperature, self.bias, self.log_scale.exp())

@@ -1,0 +1,62 @@
+"""The MONAI Label app's settings, parsed once from ``--conf key value`` strings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Mapping
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "textseg_default.pt"
+
+
+def _bool(name: str, value: str) -> bool:
+    v = str(value).strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"--conf {name}: expected true/false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Settings of the textseg MONAI Label app.
+
+    Attributes:
+        default_model: checkpoint served until training publishes one in the app's model dir.
+        cache_mb: memory for cached image encodings (oldest evicted first).
+        retrain_every: start a training run after this many newly saved final labels (0: off).
+        train_steps: optimiser steps of one online training run.
+        train_minutes: wall-clock budget of one online training run.
+        val_percent: stable validation share of labelled volumes.
+        max_prompts: scoring uses at most this many vocabulary prompts per modality.
+    """
+
+    default_model: str = str(DEFAULT_CHECKPOINT)
+    cache_mb: int = 1024
+    retrain_every: int = 0
+    train_steps: int = 300
+    train_minutes: float = 10.0
+    val_percent: float = 20.0
+    max_prompts: int = 16
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, str] | None) -> "AppSettings":
+        conf = dict(conf or {})
+        kwargs = {}
+        for f in fields(cls):
+            if f.name not in conf:
+                continue
+            raw = conf[f.name]
+            try:
+                parse = {"int": int, "float": float, "bool": lambda v, n=f.name: _bool(n, v)}.get(f.type, str)
+                kwargs[f.name] = parse(raw)
+            except ValueError as e:
+                raise ValueError(f"--conf {f.name}: cannot parse {raw!r} ({e})") from e
+        s = cls(**kwargs)
+        if s.cache_mb < 0 or s.retrain_every < 0 or s.train_steps < 1 or s.max_prompts < 1:
+            raise ValueError(f"invalid app settings: {s}")
+        if not 0 <= s.val_percent < 100:
+            raise ValueError(f"--conf val_percent must be in [0, 100), got {s.val_percent}")
+        return s

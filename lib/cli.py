@@ -1,0 +1,132 @@
+"""Command line: ``python -m lib.cli VERB ...`` (``--help`` on every verb).
+
+Thin wiring: each verb parses its flags into typed values and calls one library function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+logger = logging.getLogger("textseg")
+
+
+def _cmd_phantoms(a: argparse.Namespace) -> int:
+    from .data.phantoms import write_phantoms
+
+    ids = write_phantoms(Path(a.out), a.count, a.seed, start=a.start, hard_fraction=a.hard_fraction)
+    logger.info("wrote %d phantoms to %s", len(ids), a.out)
+    return 0
+
+
+def _cmd_sample_studies(a: argparse.Namespace) -> int:
+    from .data.studies import build_sample_studies
+
+    summary = build_sample_studies(Path(a.out), n_phantoms=a.phantoms, n_labelled=a.labelled, seed=a.seed)
+    logger.info("studies ready in %s: %d images, %d labelled", a.out, len(summary["images"]), len(summary["labelled"]))
+    return 0
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from .config import Config
+    from .training.run import train_from_studies
+
+    cfg = Config.load(a.config)
+    overrides = {k: v for k, v in {"max_minutes": a.max_minutes, "steps": a.steps, "seed": a.seed}.items() if v is not None}
+    cfg = cfg.override(**overrides)
+    summary = train_from_studies(a.studies, a.out, cfg, val_percent=a.val_percent, init=a.init, resume=not a.restart)
+    print(json.dumps({k: summary[k] for k in ("steps", "seconds", "stopped_early", "validation")}, indent=2))
+    return 0
+
+
+def _cmd_predict(a: argparse.Namespace) -> int:
+    from .inference.service import predict_to_files
+
+    report = predict_to_files(a.model, a.image, a.prompt, Path(a.out), probabilities=a.probabilities,
+                              uncertainty=a.uncertainty)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluation import evaluate_studies
+
+    report = evaluate_studies(a.model, a.studies, Path(a.out), ids=a.ids, overlays=not a.no_overlays)
+    print(json.dumps(report["summary"], indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lib.cli", description="textseg: text-guided 3D segmentation tools")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    s = sub.add_parser("phantoms", help="write synthetic abdominal CT phantoms (datastore layout)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--count", type=int, default=10, help="number of phantoms (default 10)")
+    s.add_argument("--seed", type=int, default=0, help="pool seed; same seed, same bytes")
+    s.add_argument("--start", type=int, default=0, help="index of the first phantom (ids phantom_NNNN)")
+    s.add_argument("--hard-fraction", type=float, default=0.4, help="share of hard cases (default 0.4)")
+    s.set_defaults(func=_cmd_phantoms)
+
+    s = sub.add_parser("sample-studies", help="build the server's default studies (phantoms + real MNI152 MRI)")
+    s.add_argument("--out", required=True, help="studies folder")
+    s.add_argument("--phantoms", type=int, default=12, help="number of CT phantoms (default 12)")
+    s.add_argument("--labelled", type=int, default=4, help="phantoms that keep final labels (default 4)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_sample_studies)
+
+    s = sub.add_parser("train", help="train a model on the final labels of studies folders")
+    s.add_argument("--studies", required=True, nargs="+", help="one or more studies folders")
+    s.add_argument("--out", required=True, help="checkpoint to write (<out>.resume keeps optimiser state)")
+    s.add_argument("--config", help="YAML/JSON config with 'model' and 'train' sections")
+    s.add_argument("--init", help="checkpoint to fine-tune from")
+    s.add_argument("--max-minutes", type=float, help="wall-clock budget")
+    s.add_argument("--steps", type=int, help="optimiser steps (overrides the config)")
+    s.add_argument("--seed", type=int, help="seed (overrides the config)")
+    s.add_argument("--val-percent", type=float, default=15.0, help="stable hash split share for validation")
+    s.add_argument("--restart", action="store_true", help="ignore an existing <out>.resume")
+    s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("predict", help="segment prompts in one image, writing NIfTI masks")
+    s.add_argument("--model", required=True, help="checkpoint")
+    s.add_argument("--image", required=True, help="NIfTI image")
+    s.add_argument("--prompt", required=True, action="append", help="a text prompt (repeat for several)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--probabilities", action="store_true", help="also write probability maps")
+    s.add_argument("--uncertainty", action="store_true", help="also write voxel uncertainty maps")
+    s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser("evaluate", help="Dice/NSD per prompt, absent false positives, paraphrases")
+    s.add_argument("--model", required=True, help="checkpoint")
+    s.add_argument("--studies", required=True, help="studies folder with labels/final")
+    s.add_argument("--out", required=True, help="report.json (a .md table and overlay PNGs go beside it)")
+    s.add_argument("--ids", nargs="*", help="only these image ids")
+    s.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    s.set_defaults(func=_cmd_evaluate)
+
+    from .bench.cli import add_bench_verbs
+
+    add_bench_verbs(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("monai", "transformers", "nibabel"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError) as e:
+        logger.error("%s", e)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Training data: labelled volumes on the working grid, patch sampling with
+augmentation, and prompt drawing (positive-only or balanced with absent structures)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.transforms import RandAffined, RandGaussianNoise, RandScaleIntensity, RandShiftIntensity
+from tqdm import tqdm
+
+from ..data.preprocess import coordinate_channels, load_volume, prepare, to_working_grid
+from ..data.vocab import LabelEntry, Vocabulary
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Case:
+    """One labelled volume on the working grid.
+
+    Attributes:
+        id: image id.
+        image: (1, X, Y, Z) float32 normalised intensities.
+        label: (X, Y, Z) int16 label map.
+        modality: "CT" or "MR".
+    """
+
+    id: str
+    image: torch.Tensor
+    label: torch.Tensor
+    modality: str
+
+
+def load_case(image_path: str | Path, label_path: str | Path, spacing: float, modality: str = "auto",
+              case_id: str | None = None) -> Case:
+    """Read an image and its label map, check they match, and move both to the working grid."""
+    img = load_volume(str(image_path))
+    lab = load_volume(str(label_path), label=True)
+    if tuple(img.shape) != tuple(lab.shape):
+        raise ValueError(f"label {label_path} has shape {tuple(lab.shape[1:])}, image has {tuple(img.shape[1:])}")
+    vol = prepare(img, spacing, modality)
+    lab_w = to_working_grid(lab, spacing, label=True).as_tensor()[0].round().to(torch.int16)
+    if tuple(lab_w.shape) != tuple(vol.image.shape[1:]):
+        raise AssertionError("image and label working grids differ")
+    return Case(id=case_id or Path(image_path).name.split(".")[0], image=vol.image, label=lab_w, modality=vol.modality)
+
+
+def load_cases(pairs: list[tuple[str, str, str]], spacing: float, progress: bool = True) -> list[Case]:
+    """Load (id, image path, label path) triples."""
+    return [load_case(i, l, spacing, case_id=cid) for cid, i, l in tqdm(pairs, desc="loading", disable=not progress)]
+
+
+class PatchSampler:
+    """Draws augmented training patches and their prompts.
+
+    Args:
+        cases: training cases.
+        vocab: label vocabulary (prompts and absent-structure candidates).
+        patch_size: (X, Y, Z) on the working grid.
+        spacing: working spacing (for the coordinate channels).
+        seed: random seed.
+        augment: apply spatial and intensity augmentation (no flips: a flip would swap
+            left and right structures).
+    """
+
+    def __init__(self, cases: list[Case], vocab: Vocabulary, patch_size: tuple[int, int, int], spacing: float,
+                 seed: int = 0, augment: bool = True) -> None:
+        if not cases:
+            raise ValueError("no labelled cases to train on")
+        self.cases, self.vocab, self.patch_size, self.spacing = cases, vocab, patch_size, spacing
+        self.rng = np.random.default_rng(seed)
+        self.augment = augment
+        self.affine = RandAffined(keys=("image", "label"), prob=0.5, rotate_range=(0.12, 0.12, 0.12),
+                                  scale_range=(0.1, 0.1, 0.1), mode=("bilinear", "nearest"), padding_mode="border")
+        self.affine.set_random_state(seed)
+        self.intensity = [RandScaleIntensity(factors=0.1, prob=0.5), RandShiftIntensity(offsets=0.1, prob=0.5),
+                          RandGaussianNoise(prob=0.3, std=0.05)]
+        for i, t in enumerate(self.intensity):
+            t.set_random_state(seed + 1 + i)
+
+    def _pick_case(self) -> Case:
+        """A modality first (uniformly among those present), then a case of it, so that a
+        single MR volume among many CT ones is still seen often."""
+        modalities = sorted({c.modality for c in self.cases})
+        m = modalities[self.rng.integers(len(modalities))]
+        group = [c for c in self.cases if c.modality == m]
+        return group[self.rng.integers(len(group))]
+
+    def _crop(self, case: Case) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
+        shape = case.label.shape
+        ps = self.patch_size
+        if self.rng.random() < 0.75:  # centre on a labelled voxel, favouring rare labels
+            values = torch.unique(case.label)
+            values = values[values > 0]
+            if len(values):
+                v = int(values[self.rng.integers(len(values))])
+                idx = (case.label == v).nonzero()
+                centre = idx[self.rng.integers(len(idx))].tolist()
+            else:
+                centre = [int(self.rng.integers(s)) for s in shape]
+        else:
+            centre = [int(self.rng.integers(s)) for s in shape]
+        start = [int(np.clip(c - p // 2 + self.rng.integers(-p // 4, p // 4 + 1), 0, max(0, s - p)))
+                 for c, p, s in zip(centre, ps, shape)]
+        sl = tuple(slice(a, a + p) for a, p in zip(start, ps))
+        img, lab = case.image[(slice(None),) + sl], case.label[sl]
+        pad = [p - s for p, s in zip(ps, lab.shape)]
+        if any(pad):
+            padding = (0, pad[2], 0, pad[1], 0, pad[0])
+            img = torch.nn.functional.pad(img.unsqueeze(0), padding, mode="replicate")[0]
+            lab = torch.nn.functional.pad(lab, padding)
+        return img, lab, tuple(start)
+
+    def sample(self, prompts_per_image: int, absent_fraction: float):
+        """One training example.
+
+        Returns:
+            x: (1, 4, X, Y, Z) image + coordinate channels.
+            prompts: list of K prompt strings.
+            targets: (K, X, Y, Z) float {0, 1} (all zero for absent prompts).
+        """
+        for _ in range(20):  # stage 1 needs a patch with at least one structure in it
+            case = self._pick_case()
+            img, lab, start = self._crop(case)
+            if absent_fraction > 0 or bool((lab > 0).any()):
+                break
+        coords = coordinate_channels(self.patch_size, self.spacing, start, tuple(case.label.shape))
+        if self.augment:
+            d = self.affine({"image": torch.cat([img, coords]), "label": lab.unsqueeze(0).float()})
+            img, coords, lab = d["image"][:1], d["image"][1:], d["label"][0].round().to(torch.int16)
+            img = torch.as_tensor(img)
+            for t in self.intensity:
+                img = torch.as_tensor(t(img))
+        x = torch.cat([torch.as_tensor(img), torch.as_tensor(coords)]).unsqueeze(0).float()
+        entries, targets = self.draw_prompts(lab, case.modality, prompts_per_image, absent_fraction)
+        prompts = [e.train_prompts[self.rng.integers(len(e.train_prompts))] for e in entries]
+        return x, prompts, targets
+
+    def draw_prompts(self, lab: torch.Tensor, modality: str, k: int, absent_fraction: float):
+        """Choose K labels for a patch: present ones, and absent ones with probability
+        ``absent_fraction`` each (same modality, not in the patch). Returns (entries, targets)."""
+        values = set(torch.unique(lab).tolist())
+        pool = [e for e in self.vocab if e.modality == modality]
+        present = [e for e in pool if values.intersection(e.indices)]
+        absent = [e for e in pool if not values.intersection(e.indices)]
+        chosen: list[LabelEntry] = []
+        for _ in range(k):
+            use_absent = absent and (not present or self.rng.random() < absent_fraction)
+            group = absent if use_absent else present
+            if not group:
+                break
+            chosen.append(group[self.rng.integers(len(group))])
+        if not chosen:
+            raise ValueError("patch has no usable prompts")
+        targets = torch.stack([torch.as_tensor(np.isin(lab.numpy(), e.indices)) for e in chosen]).float()
+        return chosen, targets

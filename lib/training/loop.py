@@ -1,0 +1,114 @@
+"""The training loop: two-stage, phase-scheduled, time-budgeted and resumable."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..config import Config
+from ..data.vocab import Vocabulary
+from ..model.build import build_network
+from ..model.checkpoint import atomic_torch_save, save_checkpoint
+from ..model.text_encoder import TextEncoder
+from ..model.textseg import TextSegNet
+from .data import Case, PatchSampler
+from .losses import TextSegLoss
+from .schedule import absent_fraction_at, loss_weights_at, lr_at, stage_at
+from .validate import validate
+
+logger = logging.getLogger(__name__)
+
+
+def resume_path(out: Path) -> Path:
+    return out.with_name(out.name + ".resume")
+
+
+def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, out: str | Path,
+          val_cases: list[Case] | None = None, init: TextSegNet | None = None, resume: bool = True,
+          progress: bool = True) -> dict:
+    """Train and write a servable checkpoint to ``out``.
+
+    Args:
+        cfg: model and training configuration.
+        cases: training cases (working grid).
+        vocab: label vocabulary; stored in the checkpoint.
+        text: frozen text encoder.
+        out: checkpoint path; ``<out>.resume`` holds optimiser state to continue an
+            interrupted run with the same config.
+        val_cases: validation cases (scored at ``val_every`` and at the end).
+        init: start from this network (online fine-tuning) instead of a fresh one.
+        resume: continue from ``<out>.resume`` when it exists and its config matches.
+
+    Returns:
+        Summary dict: steps, seconds, final losses and validation metrics.
+    """
+    out = Path(out)
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    net = init if init is not None else build_network(cfg.model)
+    net.train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    step = 0
+    rpath = resume_path(out)
+    if resume and rpath.exists():
+        state = torch.load(rpath, map_location="cpu", weights_only=False)
+        if state.get("config") == cfg.to_dict():
+            net.load_state_dict(state["state_dict"])
+            optimizer.load_state_dict(state["optimizer"])
+            step = int(state["step"])
+            logger.info("resuming %s at step %d", out, step)
+        else:
+            logger.warning("ignoring %s: it was written with another config", rpath)
+    sampler = PatchSampler(cases, vocab, tc.patch_size, cfg.model.working_spacing, seed=tc.seed + step)
+    text.encode(sorted({p for e in vocab for p in e.train_prompts}))  # warm the prompt cache once
+    criterion = TextSegLoss()
+    start = time.perf_counter()
+    budget = tc.max_minutes * 60 if tc.max_minutes > 0 else float("inf")
+    history: list[dict] = []
+    running: dict[str, float] = {}
+    bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
+    stopped_early = False
+    while step < tc.steps:
+        if time.perf_counter() - start > budget:
+            stopped_early = True
+            logger.info("time budget of %.1f min reached at step %d", tc.max_minutes, step)
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, tc)
+        x, prompts, targets = sampler.sample(tc.prompts_per_image, absent_fraction_at(step, tc))
+        outputs = net(x, text.encode(prompts))
+        loss, parts = criterion(outputs, targets, loss_weights_at(step, tc))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        optimizer.step()
+        step += 1
+        for k, v in parts.items():
+            running[k] = 0.95 * running.get(k, v) + 0.05 * v
+        bar.update(1)
+        bar.set_postfix(stage=stage_at(step - 1, tc), **{k: f"{v:.3f}" for k, v in running.items()})
+        if step % 100 == 0 or step == tc.steps:
+            atomic_torch_save({"config": cfg.to_dict(), "state_dict": net.state_dict(),
+                               "optimizer": optimizer.state_dict(), "step": step}, rpath)
+        if val_cases and tc.val_every and step % tc.val_every == 0 and step < tc.steps:
+            metrics = validate(net, text, val_cases, vocab)
+            history.append({"step": step, **metrics})
+            logger.info("step %d validation %s", step, metrics)
+    bar.close()
+    seconds = time.perf_counter() - start
+    val = validate(net, text, val_cases, vocab) if val_cases else {}
+    summary = {"steps": step, "seconds": round(seconds, 1), "stopped_early": stopped_early,
+               "losses": {k: round(v, 4) for k, v in running.items()}, "validation": val, "history": history,
+               "train_cases": [c.id for c in cases], "val_cases": [c.id for c in (val_cases or [])],
+               "train_config": asdict(tc)}
+    net.eval()
+    save_checkpoint(out, net, vocab, meta=summary)
+    if rpath.exists() and not stopped_early:
+        rpath.unlink()
+    logger.info("saved %s after %d steps (%.0f s); validation %s", out, step, seconds, val)
+    return summary

@@ -1,0 +1,57 @@
+"""Typed configuration: defaults, validation at the boundary, files."""
+
+import json
+
+import pytest
+
+from lib.app_config import AppSettings
+from lib.config import Config, ModelConfig, TrainConfig
+
+
+def test_defaults_follow_the_papers():
+    m = ModelConfig()
+    assert (m.tau, m.alpha, m.temperature) == (0.35, 0.25, 1.0)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"tau": 0.0}, "tau"), ({"tau": 0.6}, "tau"), ({"alpha": 1.5}, "alpha"),
+    ({"temperature": 0}, "temperature"), ({"modality": "PET"}, "modality"),
+    ({"channels": (8, 16, 32)}, "channels"), ({"working_spacing": -1}, "working_spacing"),
+])
+def test_model_config_rejects_bad_values_naming_them(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        ModelConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"patch_size": (80, 80, 60)}, "patch_size"), ({"steps": 0}, "steps"),
+    ({"stage1_fraction": 1.2}, "stage1_fraction"), ({"max_minutes": -1}, "max_minutes"),
+])
+def test_train_config_rejects_bad_values(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        TrainConfig(**kwargs)
+
+
+def test_from_dict_and_files(tmp_path):
+    data = {"model": {"tau": 0.3, "channels": [4, 8, 16, 24]}, "train": {"steps": 10, "patch_size": [32, 32, 32]}}
+    cfg = Config.from_dict(data)
+    assert cfg.model.tau == 0.3 and cfg.model.channels == (4, 8, 16, 24) and cfg.train.patch_size == (32, 32, 32)
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    (tmp_path / "c.yaml").write_text("model:\n  tau: 0.3\n  channels: [4, 8, 16, 24]\ntrain:\n  steps: 10\n  patch_size: [32, 32, 32]\n")
+    assert Config.load(tmp_path / "c.json") == cfg == Config.load(tmp_path / "c.yaml")
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="bogus"):
+        Config.from_dict({"model": {"bogus": 1}})
+    with pytest.raises(ValueError, match="sections"):
+        Config.from_dict({"extra": {}})
+    with pytest.raises(FileNotFoundError):
+        Config.load(tmp_path / "missing.yaml")
+
+
+def test_app_settings_parse_conf_strings():
+    s = AppSettings.from_conf({"cache_mb": "64", "retrain_every": "3", "train_minutes": "2.5", "models": "all"})
+    assert (s.cache_mb, s.retrain_every, s.train_minutes) == (64, 3, 2.5)
+    with pytest.raises(ValueError, match="retrain_every"):
+        AppSettings.from_conf({"retrain_every": "often"})
+    with pytest.raises(ValueError, match="val_percent"):
+        AppSettings.from_conf({"val_percent": "100"})

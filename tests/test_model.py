@@ -1,0 +1,107 @@
+"""Network parts: shapes, factory sizes, similarity math, gating, uncertainty, schedules."""
+
+import math
+
+import pytest
+import torch
+
+from lib.config import TrainConfig
+from lib.model.build import SIZES, build_network, count_parameters, sized_config
+from lib.model.refiner import confidence_band, gated_update
+from lib.model.similarity import cosine_map, similarity_logits
+from lib.model.uncertainty import binary_entropy, scalar_uncertainty, uncertainty_map
+from lib.training.schedule import absent_fraction_at, loss_weights_at, lr_at, stage_at
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return build_network(sized_config("tiny", text_dim=12)).eval()
+
+
+def test_forward_shapes_and_dtypes(tiny):
+    x = torch.randn(2, 4, 16, 24, 32)
+    out = tiny(x, torch.randn(6, 12))  # 3 prompts per image
+    assert out["logit1"].shape == out["logit2"].shape == (6, 16, 24, 32)
+    assert out["logits2"].shape == out["cosine2"].shape == (6, 8, 12, 16)
+    assert all(v.dtype == torch.float32 for v in out.values())
+    with pytest.raises(ValueError, match="divisible by 8"):
+        tiny(torch.randn(1, 4, 12, 16, 16), torch.randn(1, 12))
+
+
+def test_one_encoding_serves_many_prompts(tiny):
+    x = torch.randn(1, 4, 16, 16, 16)
+    with torch.no_grad():
+        enc = tiny.encode_image(x)
+        t = torch.randn(3, 12)
+        together = tiny.segment(enc, t)["logit2"]
+        alone = torch.cat([tiny.segment(enc, t[i : i + 1])["logit2"] for i in range(3)])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
+
+
+def test_factory_sizes_grow():
+    counts = [count_parameters(build_network(sized_config(s))) for s in ("tiny", "small", "base")]
+    assert counts == sorted(counts) and counts[0] < 200_000 < counts[1] < 1_000_000 < counts[2]
+    assert set(SIZES) == {"tiny", "small", "base"}
+    with pytest.raises(ValueError, match="size"):
+        sized_config("huge")
+
+
+def test_similarity_logits_exact():
+    v = torch.zeros(2, 4, 1, 1, 2)
+    v[0, :, 0, 0, 0] = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    v[0, :, 0, 0, 1] = torch.tensor([0.0, 0.0, 0.0, 2.0])
+    v[1, :, 0, 0, 1] = torch.tensor([0.0, 0.0, 3.0, 0.0])
+    t = torch.tensor([[2.0, 2.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]])
+    out = similarity_logits(v, t, temperature=0.5, bias=-1.0, scale=10.0)
+    # 10 * cos / 0.5 - 1
+    assert out[0, 0, 0].tolist() == pytest.approx([19.0, -1.0])
+    assert out[1, 0, 0].tolist() == pytest.approx([-1.0, 19.0])
+    cos = cosine_map(v, t)
+    assert cos[0, 0, 0, 0].item() == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        similarity_logits(v, t[:1], 1.0)
+
+
+def test_gate_edits_only_inside_band():
+    logit1 = torch.tensor([-5.0, -1.0, 0.0, 0.5, 1.5, 4.0])  # p = .007 .27 .5 .62 .82 .98
+    delta = torch.full_like(logit1, 10.0)
+    band = confidence_band(torch.sigmoid(logit1), tau=0.35)
+    assert band.tolist() == [0, 1, 1, 1, 1, 0]
+    out = gated_update(logit1, delta, tau=0.35)
+    assert out[0] == logit1[0] and out[-1] == logit1[-1]
+    assert torch.equal(out[1:5], logit1[1:5] + 10)
+
+
+def test_refiner_never_changes_confident_voxels(tiny):
+    with torch.no_grad():
+        for p in tiny.refiner.parameters():
+            p.normal_()
+        out = tiny(torch.randn(1, 4, 16, 16, 16), torch.randn(2, 12))
+    p1 = torch.sigmoid(out["logit1"])
+    outside = (p1 - 0.5).abs() >= 0.35
+    assert torch.equal(out["logit2"][outside], out["logit1"][outside])
+
+
+def test_uncertainty_exact_values():
+    assert binary_entropy(torch.tensor([0.5])).item() == pytest.approx(1.0)
+    assert binary_entropy(torch.tensor([0.0, 1.0])).max().item() < 1e-4
+    p1 = torch.tensor([[0.5, 0.9, 0.0, 0.0]])
+    p2 = torch.tensor([[0.5, 0.5, 0.0, 0.0]])
+    u = uncertainty_map(p1, p2, alpha=0.25)
+    assert u[0, :2].tolist() == pytest.approx([0.25, 0.75 * 0.4 + 0.25])
+    # region: voxels 0 and 1 (p > 0.15); mean of the two
+    assert scalar_uncertainty(p1, p2, 0.25, 0.35).item() == pytest.approx((0.25 + 0.55) / 2)
+    assert scalar_uncertainty(torch.zeros(1, 3), torch.zeros(1, 3), 0.25, 0.35).item() == 0.0
+
+
+def test_schedules_exact():
+    cfg = TrainConfig(steps=100, stage1_fraction=0.4, absent_fraction=0.3, align_fraction=0.2, lr=1e-3, warmup_steps=10)
+    assert [stage_at(s, cfg) for s in (0, 39, 40, 99)] == [1, 1, 2, 2]
+    assert [absent_fraction_at(s, cfg) for s in (0, 39, 40)] == [0.0, 0.0, 0.3]
+    assert loss_weights_at(19, cfg)["pass2"] == 0.0 and loss_weights_at(20, cfg)["pass2"] == cfg.w_pass2
+    assert loss_weights_at(0, cfg)["align"] == cfg.w_align
+    assert lr_at(0, cfg) == pytest.approx(1e-4) and lr_at(9, cfg) == pytest.approx(1e-3)
+    assert lr_at(10, cfg) == pytest.approx(1e-3)
+    assert lr_at(100, cfg) == pytest.approx(0.05e-3)
+    assert lr_at(55, cfg) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))
