@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
+from pathlib import Path
 
+from monailabel.config import settings as ml_settings
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
+from .config import TrainConfig
+from .data.vocab import Vocabulary
+from .datastore import ValidatingDatastore
 from .infers.model_store import ModelStore
 from .infers.textseg import TextSegInfer
+from .strategies.uncertainty import TextSegUncertaintyScoring, TextSegUncertaintyStrategy
+from .trainers.textseg import TextSegTrainer
 
 logger = logging.getLogger(__name__)
 
 PUBLISHED_NAME = "textseg.pt"
+TRAINER = "textseg"
 
 
 def model_store(app) -> ModelStore:
@@ -23,39 +32,69 @@ def model_store(app) -> ModelStore:
     return app._textseg_store
 
 
+def build_datastore(app):
+    """Local studies get a datastore that validates labels before saving them."""
+    return ValidatingDatastore(app.studies, extensions=ml_settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+                               auto_reload=ml_settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+                               read_only=ml_settings.MONAI_LABEL_DATASTORE_READ_ONLY)
+
+
 def build_infers(app) -> dict:
     store = model_store(app)
     tasks = {"textseg": TextSegInfer(store, "Free-text prompts (';' between several); empty: every known structure")}
-    if store.is_valid():
-        _, vocab, _ = _vocab(store)
-        for modality, title in (("CT", "abdominal CT structures"), ("MR", "brain MRI structures")):
-            names = vocab.names(modality=modality, composite=False)
-            if names:
-                index = {n: i for i, n in vocab.index_to_name().items()}
-                tasks[f"textseg_{modality.lower()}"] = TextSegInfer(
-                    store, f"Auto segmentation of all {title}", default_prompts=names,
-                    labels={n: index[n] for n in names})
-    else:
+    if not store.is_valid():
         logger.warning("no model checkpoint at %s: inference will fail until one is trained", store.path())
+        return tasks
+    predictor, _ = store.predictor()
+    vocab = predictor.vocab
+    index = {n: i for i, n in vocab.index_to_name().items()}
+    for modality, title in (("CT", "abdominal CT structures"), ("MR", "brain MRI structures")):
+        names = vocab.names(modality=modality, composite=False)
+        if names:
+            tasks[f"textseg_{modality.lower()}"] = TextSegInfer(
+                store, f"Auto segmentation of all {title}", default_prompts=names, labels={n: index[n] for n in names})
     return tasks
 
 
-def _vocab(store: ModelStore):
-    predictor, version = store.predictor()
-    return predictor, predictor.vocab, version
+def studies_vocabulary(app) -> Vocabulary | None:
+    path = Path(app.studies) / "labels.json"
+    return Vocabulary.load(path) if path.is_file() else None
 
 
 def build_trainers(app) -> dict:
-    return {}
+    s = app.settings
+    tc = replace(TrainConfig(), steps=s.train_steps, max_minutes=s.train_minutes, lr=1e-3, warmup_steps=10,
+                 stage1_fraction=0.3, align_fraction=0.0)
+    store = model_store(app)
+    return {TRAINER: TextSegTrainer(store.path, store.published, app.model_dir, tc, val_percent=s.val_percent,
+                                    base_vocab=studies_vocabulary(app),
+                                    labelled_ids=lambda: app.datastore().get_labeled_images())}
 
 
 def build_strategies(app) -> dict:
-    return {"random": Random(), "first": First()}
+    return {"textseg_uncertainty": TextSegUncertaintyStrategy(model_store(app)), "random": Random(), "first": First()}
 
 
 def build_scoring(app) -> dict:
-    return {}
+    return {"textseg_uncertainty": TextSegUncertaintyScoring(model_store(app), max_prompts=app.settings.max_prompts)}
 
 
-def on_label_saved(app, image_id: str, label_id: str) -> None:
-    """Hook for online retraining (see the trainer)."""
+def untrained_labels(app) -> int:
+    """Images with final labels that no training run has used yet."""
+    trainer = app._trainers.get(TRAINER)
+    return trainer.stats().get("untrained_labels", 0) if trainer else 0
+
+
+def on_label_saved(app, image_id: str, label_id: str) -> dict:
+    """After a final label is saved: report the count of labels not yet trained on and,
+    when ``retrain_every`` of them have accumulated, start a training run."""
+    pending = untrained_labels(app)
+    result = {"untrained_labels": pending, "training_started": False}
+    every = app.settings.retrain_every
+    if every and pending >= every:
+        from monailabel.utils.async_tasks.task import AsyncTask
+
+        res, detail = AsyncTask.run("train", request={"model": TRAINER}, enqueue=False)
+        result["training_started"] = res is not None
+        logger.info("retrain_every=%d reached (%d new labels): %s", every, pending, detail or "started")
+    return result

@@ -31,6 +31,14 @@ def _cmd_sample_studies(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_mri_sample(a: argparse.Namespace) -> int:
+    from .data.mni import write_mni_sample
+
+    image_id = write_mni_sample(Path(a.out))
+    logger.info("wrote %s to %s", image_id, a.out)
+    return 0
+
+
 def _cmd_train(a: argparse.Namespace) -> int:
     from .config import Config
     from .training.run import train_from_studies
@@ -60,6 +68,18 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_retrain(a: argparse.Namespace) -> int:
+    from .retrain import ServerError, retrain
+
+    try:
+        result = retrain(a.server, a.min_new_labels, wait=a.wait)
+    except ServerError as e:
+        logger.error("%s", e)
+        return 3
+    print(json.dumps(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lib.cli", description="textseg: text-guided 3D segmentation tools")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -79,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labelled", type=int, default=4, help="phantoms that keep final labels (default 4)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_sample_studies)
+
+    s = sub.add_parser("mri-sample", help="write only the real MNI152 T1 MRI with its atlas labels")
+    s.add_argument("--out", required=True, help="output folder")
+    s.set_defaults(func=_cmd_mri_sample)
 
     s = sub.add_parser("train", help="train a model on the final labels of studies folders")
     s.add_argument("--studies", required=True, nargs="+", help="one or more studies folders")
@@ -108,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ids", nargs="*", help="only these image ids")
     s.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("retrain", help="start training on a running server when enough new labels exist (cron)")
+    s.add_argument("--server", default="http://127.0.0.1:8000", help="MONAI Label server URL")
+    s.add_argument("--min-new-labels", type=int, default=1, help="only train with at least this many new labels")
+    s.add_argument("--wait", action="store_true", help="block until the run ends; non-zero if it failed")
+    s.set_defaults(func=_cmd_retrain)
 
     from .bench.cli import add_bench_verbs
 

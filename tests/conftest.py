@@ -60,7 +60,7 @@ def app_client(tmp_path, phantom_studies, tiny_checkpoint):
     shutil.copytree(REPO / "apps" / "textseg", app_dir, ignore=shutil.ignore_patterns("model", "logs", "__pycache__"))
     values = {
         "MONAI_LABEL_APP_DIR": str(app_dir), "MONAI_LABEL_STUDIES": str(studies),
-        "MONAI_LABEL_APP_CONF": {"default_model": str(tiny_checkpoint)},
+        "MONAI_LABEL_APP_CONF": {"default_model": str(tiny_checkpoint), "train_steps": "4", "val_percent": "0"},
         "MONAI_LABEL_DATASTORE_AUTO_RELOAD": False, "MONAI_LABEL_AUTO_UPDATE_SCORING": False,
         "MONAI_LABEL_TRACKING_ENABLED": False, "MONAI_LABEL_SESSIONS": False,
     }
@@ -76,6 +76,7 @@ def app_client(tmp_path, phantom_studies, tiny_checkpoint):
     try:
         with TestClient(app) as client:
             client.studies = studies
+            client.app_dir = app_dir
             yield client
     finally:
         clear_cache()

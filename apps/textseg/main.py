@@ -10,7 +10,8 @@ if _ROOT not in sys.path:  # MONAI Label only puts the app folder on sys.path
 
 from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
 
-from lib.app_wiring import build_infers, build_scoring, build_strategies, build_trainers, on_label_saved  # noqa: E402
+from lib.app_wiring import (  # noqa: E402
+    build_datastore, build_infers, build_scoring, build_strategies, build_trainers, on_label_saved)
 from lib.app_config import AppSettings  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,11 @@ class TextSegApp(MONAILabelApp):
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="textseg",
                          description="Text-guided 3D segmentation with two-pass uncertainty", version="0.1.0")
 
+    def init_datastore(self):
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        return build_datastore(self)
+
     def init_infers(self):
         return build_infers(self)
 
@@ -40,4 +46,4 @@ class TextSegApp(MONAILabelApp):
 
     def on_save_label(self, image_id, label_id):
         super().on_save_label(image_id, label_id)
-        on_label_saved(self, image_id, label_id)
+        return on_label_saved(self, image_id, label_id)

@@ -1,7 +1,65 @@
-"""Benchmark verbs of the CLI (filled in by the benchmark modules)."""
+"""Benchmark verbs of the CLI: each writes JSON (and plots where useful)."""
 
 from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from ..app_config import DEFAULT_CHECKPOINT
+
+logger = logging.getLogger(__name__)
+
+
+def _cmd_bench_speed(a: argparse.Namespace) -> int:
+    from ..data.mni import write_mni_sample
+    from ..data.phantoms import write_phantoms
+    from .speed import run_bench_speed
+
+    work = Path(a.work)
+    if not (work / "mni152_t1.nii.gz").exists():
+        write_mni_sample(work)
+    big = "phantom_0000"
+    if not (work / f"{big}.nii.gz").exists():
+        write_phantoms(work, 1, seed=a.phantom_seed, progress=False)
+    mr = ["left hippocampus", "right putamen", "left thalamus", "right caudate", "brain", "white matter",
+          "left amygdala", "cerebellar vermis"]
+    ct = ["liver", "spleen", "left kidney", "right kidney", "aorta", "pancreas", "stomach", "tumour in the liver"]
+    report = run_bench_speed(a.model, {"mni152_t1": (str(work / "mni152_t1.nii.gz"), mr),
+                                       "phantom": (str(work / f"{big}.nii.gz"), ct)}, Path(a.out), runs=a.runs)
+    print(json.dumps({k: report[k] for k in ("first_prompt_s", "extra_prompt_s", "five_prompts_s", "segresnet_s",
+                                             "speedup_first_prompt", "peak_rss_mb")}, indent=2))
+    return 0
+
+
+def _cmd_bench_accuracy(a: argparse.Namespace) -> int:
+    from ..config import Config
+    from .accuracy import run_bench_accuracy
+
+    cfg = Config.load(a.config)
+    report = run_bench_accuracy(Path(a.out), Path(a.work), a.train, a.test, a.minutes, cfg,
+                                baseline_minutes=a.baseline_minutes)
+    print(json.dumps({k: {m: report[k][m] for m in ("mean_dice", "mean_nsd", "lesion_dice", "absent_fp_rate")}
+                      for k in ("textseg", "segresnet")}, indent=2))
+    return 0
 
 
 def add_bench_verbs(sub) -> None:
     """Register bench-* verbs on the CLI's subparsers."""
+    s = sub.add_parser("bench-accuracy", help="textseg vs closed-set SegResNet on held-out phantoms (JSON)")
+    s.add_argument("--out", required=True, help="JSON to write (a .md table goes beside it)")
+    s.add_argument("--work", default="bench/accuracy_data", help="folder for the phantom pools and checkpoints")
+    s.add_argument("--train", type=int, default=40, help="training phantoms (default 40)")
+    s.add_argument("--test", type=int, default=20, help="held-out test phantoms (default 20)")
+    s.add_argument("--minutes", type=float, default=20.0, help="training budget of each model (default 20)")
+    s.add_argument("--baseline-minutes", type=float, help="SegResNet budget if different")
+    s.add_argument("--config", default="configs/default.yaml", help="textseg config")
+    s.set_defaults(func=_cmd_bench_accuracy)
+    s = sub.add_parser("bench-speed", help="prompt latency vs MONAI Label's default SegResNet (JSON)")
+    s.add_argument("--out", required=True, help="JSON to write")
+    s.add_argument("--model", default=str(DEFAULT_CHECKPOINT), help="checkpoint (default: the bundled model)")
+    s.add_argument("--runs", type=int, default=5, help="repetitions per median (default 5)")
+    s.add_argument("--work", default="bench/speed_data", help="folder for the test volumes")
+    s.add_argument("--phantom-seed", type=int, default=2024, help="pool seed of the phantom volume")
+    s.set_defaults(func=_cmd_bench_speed)

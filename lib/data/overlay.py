@@ -84,3 +84,41 @@ def render_overlays(out_dir: Path, seeds: Sequence[int] = DEFAULT_SEEDS, window=
             paths.append(path)
             log.info("wrote %s", path)
     return paths
+
+
+def render_prediction_overlay(case: dict, path: Path) -> Path:
+    """Truth and prediction side by side on the axial slice with the most labelled voxels.
+
+    Args:
+        case: {"case": id, "image": (X, Y, Z), "label": (X, Y, Z) int, "vocab": Vocabulary,
+            "pred": {prompt: (X, Y, Z) bool}}; prompts are canonical label names.
+        path: PNG to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    image, label, vocab = case["image"], case["label"], case["vocab"]
+    names = [n for n in case["pred"] if vocab.resolve(n) is not None and not vocab.resolve(n).composite]
+    pred = np.zeros_like(label)
+    for n in names:
+        pred[(pred == 0) & case["pred"][n]] = vocab.resolve(n).indices[0]
+    z = int(np.argmax((label > 0).sum((0, 1)) + (pred > 0).sum((0, 1))))
+    palette = ["#000000"] + [plt.get_cmap("tab20")(i % 20) for i in range(1, 256)]
+    cmap = ListedColormap(palette)
+    lo, hi = np.percentile(image, [1, 99]) if image.min() >= -100 else (-160, 240)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6), dpi=80)
+    for ax, lab, title in ((axes[0], label, "reference"), (axes[1], pred, "textseg")):
+        ax.imshow(_display(image[:, :, z]), cmap="gray", vmin=lo, vmax=hi)
+        ax.imshow(np.ma.masked_equal(_display(lab[:, :, z] % 255), 0), cmap=cmap, vmin=0, vmax=255, alpha=0.45,
+                  interpolation="nearest")
+        ax.set_title(title, color="white", fontsize=9)
+        ax.set_axis_off()
+    fig.suptitle(f"{case['case']} (axial slice {z}; patient's right on the left)", color="white", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, facecolor="black")
+    plt.close(fig)
+    return path

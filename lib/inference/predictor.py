@@ -157,7 +157,7 @@ class Predictor:
             box = self._candidate_box(p1[0])
             if box is not None:
                 sl = (slice(None),) + box
-                logit2[sl] = self.net.refiner(enc.g[(slice(None),) + box], logit1[sl], emb[k : k + 1])
+                logit2[sl] = self.net.refiner(enc.g[(slice(None), slice(None)) + box], logit1[sl], emb[k : k + 1])
             p1_all.append(p1[0, :X, :Y, :Z])
             p2_all.append(torch.sigmoid(logit2[0, :X, :Y, :Z]))
         p1, p2 = torch.stack(p1_all), torch.stack(p2_all)

@@ -8,7 +8,9 @@ import time
 from typing import Any
 
 import numpy as np
-from monailabel.interfaces.exception import MONAILabelError, MONAILabelException
+import os
+
+from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from ..data.preprocess import ImageError
@@ -57,17 +59,23 @@ class TextSegInfer(InferTask):
     def __call__(self, request: dict[str, Any]):
         start = time.perf_counter()
         req = {**self.config(), **request}
+        image = req.get("image")
+        if not isinstance(image, str) or not image or not os.path.isfile(image):
+            raise HTTPException(status_code=404, detail=f"image not found: {request.get('image')!r}")
         try:
             predictor, version = self.store.predictor()
             text = str(req.get("prompt") or "")
-            prompts = split_prompts(text) if text.strip() or not self.default_prompts else list(self.default_prompts)
-            if not text.strip() and not self.default_prompts:
-                prompts = split_prompts("", predictor.vocab)
-            encoded, hit = self.store.encoded(req["image"])
+            if text.strip():
+                prompts = split_prompts(text)
+            else:  # "auto segmentation": the task's labels, else the model's whole vocabulary
+                prompts = list(self.default_prompts or split_prompts("", predictor.vocab))
+            encoded, hit = self.store.encoded(image)
             results = predictor.predict(encoded, prompts, probabilities=_flag(req.get("probability_map")),
                                         uncertainty_maps=_flag(req.get("uncertainty_map")))
-        except (PromptError, ImageError) as e:
-            raise MONAILabelException(MONAILabelError.INVALID_INPUT, str(e)) from e
+        except PromptError as e:
+            raise HTTPException(status_code=400, detail=f"bad prompt: {e}") from e
+        except ImageError as e:
+            raise HTTPException(status_code=422, detail=str(e)) from e
         vocab_index = predictor.vocab.index_to_name()
         name_to_index = {n: i for i, n in vocab_index.items()}
         values = assign_indices([r.prompt for r in results], [r.label for r in results], name_to_index)

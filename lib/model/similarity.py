@@ -46,7 +46,11 @@ class SimilarityHead(nn.Module):
 
     def __init__(self, text_dim: int, embed_dim: int, temperature: float = 1.0) -> None:
         super().__init__()
+        # Sentence embeddings of anatomy prompts are highly correlated (mean cosine ~0.35);
+        # centring them on the training vocabulary's mean makes them separable from step 1.
+        self.register_buffer("text_center", torch.zeros(text_dim))
         self.project = nn.Sequential(
+            nn.LayerNorm(text_dim),
             nn.Linear(text_dim, 2 * embed_dim), nn.GELU(), nn.Linear(2 * embed_dim, 2 * embed_dim), nn.GELU(),
             nn.Linear(2 * embed_dim, embed_dim),
         )
@@ -56,7 +60,12 @@ class SimilarityHead(nn.Module):
 
     def embed_prompts(self, text_features: torch.Tensor) -> torch.Tensor:
         """(N, H) frozen text features -> (N, D) prompt embeddings."""
-        return self.project(text_features)
+        return self.project(text_features - self.text_center)
+
+    @torch.no_grad()
+    def set_text_center(self, text_features: torch.Tensor) -> None:
+        """Centre prompts on the mean of (M, H) training-vocabulary features."""
+        self.text_center.copy_(text_features.mean(0))
 
     def forward(self, voxels: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         """(N, D, X, Y, Z) x (N, D) -> (N, X, Y, Z) logits."""

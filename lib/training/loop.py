@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -22,6 +22,12 @@ from .schedule import absent_fraction_at, loss_weights_at, lr_at, stage_at
 from .validate import validate
 
 logger = logging.getLogger(__name__)
+
+
+def fit_steps(step: int, first_step: int, elapsed: float, budget_left: float, margin: float = 0.97) -> int:
+    """Total steps that fit a time budget, from the pace of the steps run so far."""
+    per_step = elapsed / max(1, step - first_step)
+    return max(step + 1, step + int(margin * (budget_left - elapsed) / per_step))
 
 
 def resume_path(out: Path) -> Path:
@@ -65,7 +71,9 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         else:
             logger.warning("ignoring %s: it was written with another config", rpath)
     sampler = PatchSampler(cases, vocab, tc.patch_size, cfg.model.working_spacing, seed=tc.seed + step)
-    text.encode(sorted({p for e in vocab for p in e.train_prompts}))  # warm the prompt cache once
+    vocab_features = text.encode(sorted({p for e in vocab for p in e.train_prompts}))  # warms the cache too
+    if init is None and step == 0:
+        net.head.set_text_center(vocab_features)
     criterion = TextSegLoss()
     start = time.perf_counter()
     budget = tc.max_minutes * 60 if tc.max_minutes > 0 else float("inf")
@@ -73,16 +81,26 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     running: dict[str, float] = {}
     bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
     stopped_early = False
-    while step < tc.steps:
+    sched = tc  # the schedule; shrunk to what fits when a time budget is set
+    first_step, first_time = step, None
+    while step < sched.steps:
+        if tc.max_minutes > 0 and first_time is not None and step == first_step + 20:
+            fit = fit_steps(step, first_step, time.perf_counter() - first_time, budget - (first_time - start))
+            if fit < sched.steps:
+                sched = replace(tc, steps=fit)
+                logger.info("time budget: schedule compressed to %d steps", fit)
+                bar.total = fit
+        if first_time is None:
+            first_time = time.perf_counter()
         if time.perf_counter() - start > budget:
             stopped_early = True
             logger.info("time budget of %.1f min reached at step %d", tc.max_minutes, step)
             break
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, tc)
-        x, prompts, targets = sampler.sample(tc.prompts_per_image, absent_fraction_at(step, tc))
+            group["lr"] = lr_at(step, sched)
+        x, prompts, targets = sampler.sample(tc.prompts_per_image, absent_fraction_at(step, sched))
         outputs = net(x, text.encode(prompts))
-        loss, parts = criterion(outputs, targets, loss_weights_at(step, tc))
+        loss, parts = criterion(outputs, targets, loss_weights_at(step, sched))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -91,11 +109,11 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         for k, v in parts.items():
             running[k] = 0.95 * running.get(k, v) + 0.05 * v
         bar.update(1)
-        bar.set_postfix(stage=stage_at(step - 1, tc), **{k: f"{v:.3f}" for k, v in running.items()})
-        if step % 100 == 0 or step == tc.steps:
+        bar.set_postfix(stage=stage_at(step - 1, sched), **{k: f"{v:.3f}" for k, v in running.items()})
+        if step % 100 == 0 or step == sched.steps:
             atomic_torch_save({"config": cfg.to_dict(), "state_dict": net.state_dict(),
                                "optimizer": optimizer.state_dict(), "step": step}, rpath)
-        if val_cases and tc.val_every and step % tc.val_every == 0 and step < tc.steps:
+        if val_cases and tc.val_every and step % tc.val_every == 0 and step < sched.steps:
             metrics = validate(net, text, val_cases, vocab)
             history.append({"step": step, **metrics})
             logger.info("step %d validation %s", step, metrics)
@@ -105,7 +123,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     summary = {"steps": step, "seconds": round(seconds, 1), "stopped_early": stopped_early,
                "losses": {k: round(v, 4) for k, v in running.items()}, "validation": val, "history": history,
                "train_cases": [c.id for c in cases], "val_cases": [c.id for c in (val_cases or [])],
-               "train_config": asdict(tc)}
+               "train_config": asdict(tc), "schedule_steps": sched.steps}
     net.eval()
     save_checkpoint(out, net, vocab, meta=summary)
     if rpath.exists() and not stopped_early:

@@ -45,6 +45,10 @@ def train_from_studies(studies: list[str | Path], out: str | Path, cfg: Config, 
     pairs = [p for s in studies for p in labelled_pairs(s) if include is None or p[0] in include]
     if not pairs:
         raise ValueError(f"no labelled images found in {[str(s) for s in studies]}")
+    ids = [p[0] for p in pairs]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"image ids appear in more than one studies folder: {dup[:5]}")
     net = None
     vocab = vocabulary_of(studies)
     if init is not None:

@@ -1,0 +1,86 @@
+"""Closed-set baseline for bench-accuracy: a MONAI SegResNet trained on the same patches,
+working grid and time budget as textseg, one softmax channel per label."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceCELoss
+from monai.networks.nets import SegResNet
+from tqdm import tqdm
+
+from ..data.preprocess import coordinate_channels, load_volume, prepare, to_original_grid
+from ..data.vocab import Vocabulary
+from ..evaluation import dice_nsd, summarize
+from ..training.data import Case, PatchSampler
+
+logger = logging.getLogger(__name__)
+
+
+def build_segresnet(n_labels: int, init_filters: int = 16) -> SegResNet:
+    """SegResNet with MONAI Label radiology's block layout; 4 input channels (image + coordinates)."""
+    return SegResNet(spatial_dims=3, in_channels=4, out_channels=n_labels + 1, init_filters=init_filters,
+                     blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), dropout_prob=0.2)
+
+
+def train_segresnet(cases: list[Case], vocab: Vocabulary, patch_size, spacing: float, minutes: float,
+                    max_steps: int = 100_000, seed: int = 0, progress: bool = True):
+    """Train until the time budget is spent. Returns (net, class index list, info)."""
+    indices = sorted(vocab.index_to_name())
+    lut = torch.zeros(max(indices) + 1, dtype=torch.long)
+    for c, i in enumerate(indices, start=1):
+        lut[i] = c
+    torch.manual_seed(seed)
+    net = build_segresnet(len(indices)).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    sampler = PatchSampler(cases, vocab, patch_size, spacing, seed=seed)
+    start, step = time.perf_counter(), 0
+    bar = tqdm(desc="segresnet", disable=not progress)
+    while step < max_steps and time.perf_counter() - start < minutes * 60:
+        x, lab, _ = sampler.patch()
+        y = lut[lab.long().clamp(max=len(lut) - 1)][None, None]
+        loss = loss_fn(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss):.3f}")
+    bar.close()
+    return net.eval(), indices, {"steps": step, "seconds": round(time.perf_counter() - start, 1),
+                                 "params": sum(p.numel() for p in net.parameters())}
+
+
+@torch.no_grad()
+def evaluate_segresnet(net, indices: list[int], pairs, vocab: Vocabulary, spacing: float, roi, progress: bool = True) -> dict:
+    """Same metrics as textseg's evaluation, on the input grid (single-index labels only)."""
+    rows = []
+    names = vocab.index_to_name()
+    for case_id, image_path, label_path in tqdm(pairs, desc="eval segresnet", disable=not progress):
+        img = load_volume(image_path)
+        lab = load_volume(label_path, label=True)[0].numpy().round().astype(np.int32)
+        spacing_mm = tuple(float(s) for s in np.sqrt((np.asarray(img.affine)[:3, :3] ** 2).sum(0)))
+        vol = prepare(img, spacing)
+        shape = tuple(vol.image.shape[1:])
+        x = torch.cat([vol.image, coordinate_channels(shape, spacing)]).unsqueeze(0)
+        probs = torch.softmax(sliding_window_inference(x, roi, 2, net, overlap=0.25), 1)[0]
+        probs = to_original_grid(probs, vol)
+        pred = probs.argmax(0).numpy()
+        for c, idx in enumerate(indices, start=1):
+            entry = vocab[names[idx]]
+            if entry.modality != vol.modality:
+                continue
+            truth = lab == idx
+            mask = pred == c
+            row = {"case": case_id, "label": entry.name, "prompt": entry.name, "kind": "canonical",
+                   "present": bool(truth.any()), "predicted_present": bool(mask.sum() * np.prod(spacing_mm) >= 40),
+                   "uncertainty": None, "composite": False}
+            if row["present"]:
+                row["dice"], row["nsd"] = dice_nsd(mask, truth, spacing_mm)
+            rows.append(row)
+    return {"rows": rows, "summary": summarize(rows)}
