@@ -34,9 +34,14 @@ def ensure_phantoms(folder: Path, count: int, seed: int) -> None:
 
 
 def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes: float, cfg: Config,
-                       baseline_minutes: float | None = None, threads: int = 2) -> dict:
+                       baseline_minutes: float | None = None, threads: int = 2,
+                       textseg_model: Path | None = None) -> dict:
     """Train textseg and SegResNet for ``minutes`` each on ``n_train`` phantoms; evaluate both
-    on ``n_test`` held-out phantoms (different pool seed); write JSON + Markdown."""
+    on ``n_test`` held-out phantoms (different pool seed); write JSON + Markdown.
+
+    With ``textseg_model``, that checkpoint is evaluated instead of training a new one; its
+    metadata must show it was trained only on this training pool (plus, optionally, the
+    MRI sample), and SegResNet then gets the same wall-clock budget it used."""
     torch.set_num_threads(threads)
     start = time.perf_counter()
     train_dir, test_dir = work / "train", work / "test"
@@ -45,11 +50,20 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
     test_pairs = labelled_pairs(test_dir)[:n_test]
     vocab = Vocabulary.load(train_dir)
 
-    ckpt = work / "textseg.pt"
-    cfg = cfg.override(max_minutes=minutes)
-    train_summary = train_from_studies([train_dir], ckpt, cfg, val_percent=0.0, resume=False,
-                                       include={p[0] for p in labelled_pairs(train_dir)[:n_train]})
-    predictor, _ = load_predictor(ckpt)
+    pool = {p[0] for p in labelled_pairs(train_dir)[:n_train]}
+    if textseg_model is not None:
+        ckpt = Path(textseg_model)
+        predictor, meta = load_predictor(ckpt)
+        foreign = set(meta.get("train_cases", [])) - pool - {"mni152_t1"}
+        if foreign or not meta.get("train_cases"):
+            raise ValueError(f"{ckpt} was not trained on this pool only (other cases: {sorted(foreign)[:5]})")
+        train_summary = meta
+        minutes = round(meta["seconds"] / 60, 1)
+    else:
+        ckpt = work / "textseg.pt"
+        cfg = cfg.override(max_minutes=minutes)
+        train_summary = train_from_studies([train_dir], ckpt, cfg, val_percent=0.0, resume=False, include=pool)
+        predictor, _ = load_predictor(ckpt)
     ts = evaluate_pairs(predictor, test_pairs, vocab)
 
     cases = load_cases(labelled_pairs(train_dir)[:n_train], cfg.model.working_spacing)
@@ -64,13 +78,14 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
                 "absent_fp_rate": summary["absent_fp_rate"], "per_prompt": summary["per_prompt"]}
 
     report = {
-        "command": f"python -m lib.cli bench-accuracy --out {out} --minutes {minutes}",
+        "textseg_checkpoint": str(ckpt),
+        "textseg_train_cases": len(train_summary.get("train_cases", [])),
         "train_phantoms": n_train, "test_phantoms": n_test, "train_seed": TRAIN_SEED, "test_seed": TEST_SEED,
         "budget_minutes_each": minutes,
         "textseg": {**block(ts["summary"]), "paraphrase_dice": ts["summary"]["paraphrase_dice"],
                     "canonical_dice_same_cases": ts["summary"]["canonical_dice_same_cases"],
                     "paraphrase_gap": ts["summary"]["paraphrase_gap"],
-                    "training": {k: train_summary[k] for k in ("steps", "seconds", "stopped_early")}},
+                    "training": {k: train_summary.get(k) for k in ("steps", "seconds", "stopped_early", "schedule_steps")}},
         "segresnet": {**block(sr["summary"]), "training": seg_info},
         "targets": {"mean_dice": 0.93, "mean_nsd": 0.90, "lesion_dice": 0.70, "absent_fp_rate": 0.02,
                     "paraphrase_gap": 0.02},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from ..app_config import DEFAULT_CHECKPOINT
@@ -39,7 +40,9 @@ def _cmd_bench_accuracy(a: argparse.Namespace) -> int:
 
     cfg = Config.load(a.config)
     report = run_bench_accuracy(Path(a.out), Path(a.work), a.train, a.test, a.minutes, cfg,
-                                baseline_minutes=a.baseline_minutes)
+                                baseline_minutes=a.baseline_minutes, textseg_model=a.textseg_model)
+    report["command"] = "python -m lib.cli " + " ".join(sys.argv[1:])
+    Path(a.out).write_text(json.dumps(report, indent=2))
     print(json.dumps({k: {m: report[k][m] for m in ("mean_dice", "mean_nsd", "lesion_dice", "absent_fp_rate")}
                       for k in ("textseg", "segresnet")}, indent=2))
     return 0
@@ -55,6 +58,7 @@ def add_bench_verbs(sub) -> None:
     s.add_argument("--minutes", type=float, default=20.0, help="training budget of each model (default 20)")
     s.add_argument("--baseline-minutes", type=float, help="SegResNet budget if different")
     s.add_argument("--config", default="configs/default.yaml", help="textseg config")
+    s.add_argument("--textseg-model", help="evaluate this checkpoint (trained on the same pool) instead of training")
     s.set_defaults(func=_cmd_bench_accuracy)
     s = sub.add_parser("bench-speed", help="prompt latency vs MONAI Label's default SegResNet (JSON)")
     s.add_argument("--out", required=True, help="JSON to write")

@@ -34,7 +34,8 @@ def remap_names(named: dict[int, str] | None, vocab: Vocabulary, modality: str) 
 
     A name the vocabulary resolves (name or synonym of a single-index label) maps to that
     label's index; an unknown name becomes a new label (next free index, the case's modality).
-    Without ``label_info`` the values are taken to be vocabulary indices already.
+    Without ``label_info`` the values are taken to be vocabulary indices already. A name of
+    a composite label (e.g. "kidneys") is refused: one voxel value cannot stand for a union.
 
     Returns ({local value: vocabulary index}, new entries).
     """
@@ -44,7 +45,9 @@ def remap_names(named: dict[int, str] | None, vocab: Vocabulary, modality: str) 
     next_free = max([i for e in vocab for i in e.indices] + [0]) + 1
     for value, name in sorted(named.items()):
         entry = vocab.resolve(name)
-        if entry is None or entry.composite:
+        if entry is not None and entry.composite:
+            raise ValueError(f"segment {name!r} names a union of labels ({entry.name}); save its parts separately")
+        if entry is None:
             canonical = normalize_prompt(name)
             if not canonical or not any(c.isalpha() for c in canonical):
                 raise ValueError(f"segment name {name!r} cannot be used as a prompt")

@@ -84,7 +84,9 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     sched = tc  # the schedule; shrunk to what fits when a time budget is set
     first_step, first_time = step, None
     while step < sched.steps:
-        if tc.max_minutes > 0 and first_time is not None and step == first_step + 20:
+        if tc.max_minutes > 0 and first_time is not None and step > first_step and (step - first_step) % 20 == 0:
+            # re-fit every 20 steps (only ever shrinking), so a slower pace still ends the
+            # schedule, with its decayed learning rate and stage 2, inside the budget
             fit = fit_steps(step, first_step, time.perf_counter() - first_time, budget - (first_time - start))
             if fit < sched.steps:
                 sched = replace(tc, steps=fit)
