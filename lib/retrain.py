@@ -60,7 +60,7 @@ def retrain(server: str, min_new_labels: int = 1, wait: bool = False, poll_secon
         deadline = time.time() + timeout_minutes * 60
         while time.time() < deadline:
             status = _get(f"{server}/train/")
-            if status.get("status") not in ("RUNNING", "QUEUED"):
+            if status.get("status") not in ("SUBMITTED", "RUNNING"):
                 break
             time.sleep(poll_seconds)
         else:

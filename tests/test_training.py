@@ -40,7 +40,7 @@ def trained(tmp_path_factory, phantom_studies):
     return ckpt, small
 
 
-def test_held_out_dice_far_above_chance_and_absent_is_empty(trained, phantom_studies, tmp_path):
+def test_held_out_dice_far_above_chance(trained, phantom_studies, tmp_path):
     ckpt, vocab = trained
     held = {p[0]: p for p in labelled_pairs(phantom_studies)}["phantom_0003"]
     # restrict evaluation to the trained vocabulary
@@ -57,3 +57,28 @@ def test_held_out_dice_far_above_chance_and_absent_is_empty(trained, phantom_stu
     assert per["liver"]["dice"] > 0.6, per
     assert np.mean([v["dice"] for v in per.values()]) > 0.4, per
     assert report["trained_on_evaluated_cases"] == []
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (issue 3 note): after short training, absent-structure prompts on "
+                   "cropped fields of view still return small false-positive masks")
+def test_absent_structure_gives_an_empty_mask(trained, phantom_studies, tmp_path):
+    """The lower slices of a held-out phantom (kidney level) contain no lung: a lung prompt
+    must come back absent with an empty mask, while the kidneys are still found."""
+    import nibabel as nib
+
+    from lib.data.preprocess import load_volume
+    from lib.inference.service import load_predictor
+
+    ckpt, _ = trained
+    img = nib.load(phantom_studies / "phantom_0003.nii.gz")
+    lab = np.asarray(nib.load(phantom_studies / "labels" / "final" / "phantom_0003.nii.gz").dataobj)
+    lung_z = np.flatnonzero(np.isin(lab, [8, 9]).any((0, 1)))
+    top = int(lung_z.min()) - 2  # every slice below the lungs
+    assert top > 16
+    crop = nib.Nifti1Image(np.asarray(img.dataobj)[:, :, :top], img.affine)
+    path = tmp_path / "lower.nii.gz"
+    nib.save(crop, path)
+    predictor, _ = load_predictor(ckpt)
+    results = predictor.segment(load_volume(str(path)), ["left lung", "right lung"])[1]
+    assert [r.present for r in results] == [False, False]
+    assert all(not r.mask.any() for r in results)
