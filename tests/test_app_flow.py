@@ -64,6 +64,13 @@ def test_bad_input_is_refused_and_server_keeps_serving(app_client):
                            data={"params": json.dumps({"label_info": [{"name": "liver", "idx": 1}]})})
     assert r.status_code == 422 and "label_info" in r.text
     assert final.read_bytes() == before and ref.shape
+    # a prompt in another script is run, with a warning in the result
+    r = _infer(app_client, "phantom_0002", "肝臓")
+    assert r.status_code == 200 and "warning" in r.json()["prompts"][0]
+    # a corrupt image file gives a clear 422
+    (studies / "phantom_0003.nii.gz").write_bytes(b"\x1f\x8b not really a volume")
+    r = _infer(app_client, "phantom_0003", "liver")
+    assert r.status_code == 422 and "cannot read" in r.text
     assert app_client.get("/info/").status_code == 200
 
 

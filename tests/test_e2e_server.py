@@ -83,6 +83,19 @@ def test_annotation_loop_with_the_real_client(server, tmp_path):
     assert dice > 0.5, (dice, params)  # chance level for the liver is about 0.1
     version_before = params["model_version"]
 
+    # concurrent requests from several viewers all complete, with the same answer
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(prompt):
+        r = requests.post(f"{url}/infer/textseg?image=phantom_0001&output=json",
+                          files={"params": (None, json.dumps({"prompt": prompt}))}, timeout=300)
+        return r.status_code, r.json()
+
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(ask, ["liver", "liver", "spleen; aorta"]))
+    assert [code for code, _ in answers] == [200, 200, 200]
+    assert answers[0][1]["prompts"][0]["voxels"] == answers[1][1]["prompts"][0]["voxels"]
+
     # 2. an annotator corrects phantom_0002 and saves it as final (segment names as Slicer sends them)
     label_file, params = client.infer("textseg", "phantom_0002", {"prompt": "liver; spleen"})
     names = [{"name": p["label"] or p["prompt"], "idx": p["index"]} for p in params["prompts"]]

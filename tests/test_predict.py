@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lib.cli import main
-from lib.inference.predictor import PromptError, clean_prompt, split_prompts
+from lib.inference.predictor import PromptError, clean_prompt, script_warning, split_prompts
 
 
 def test_prompt_validation():
@@ -18,7 +18,8 @@ def test_prompt_validation():
         split_prompts(";".join(["liver"] * 65))
     with pytest.raises(PromptError, match="vocabulary"):
         split_prompts("")
-    assert clean_prompt("肝臓") == "肝臓"  # other scripts are valid text
+    assert clean_prompt("肝臓") == "肝臓"  # other scripts are valid text, with a warning
+    assert script_warning("肝臓") and script_warning("liver") is None and script_warning("leber (de)") is None
 
 
 def test_predict_writes_masks_on_the_input_grid(tmp_path, phantom_studies, tiny_checkpoint):

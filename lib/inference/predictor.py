@@ -44,6 +44,15 @@ def clean_prompt(prompt: str) -> str:
     return text
 
 
+def script_warning(prompt: str) -> str | None:
+    """A note for prompts written mostly outside the Latin script: the default text encoder
+    was trained on English, so such prompts are understood poorly (they are still run)."""
+    letters = [ch for ch in prompt if ch.isalpha()]
+    if letters and sum(ch.isascii() for ch in letters) < len(letters) / 2:
+        return "prompt is mostly in a non-Latin script; the text encoder understands English prompts best"
+    return None
+
+
 def split_prompts(text: str, vocab: Vocabulary | None = None) -> list[str]:
     """Split a ';'-separated prompt field. Empty text means every non-composite label of
     ``vocab``. Raises PromptError."""
@@ -99,9 +108,13 @@ class PromptResult:
     extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
-        return {"prompt": self.prompt, "label": self.label, "present": self.present,
-                "voxels": int(self.mask.sum()), "volume_mm3": round(self.volume_mm3, 1),
-                "uncertainty": round(self.uncertainty, 5), "seconds": round(self.seconds, 3)}
+        out = {"prompt": self.prompt, "label": self.label, "present": self.present,
+               "voxels": int(self.mask.sum()), "volume_mm3": round(self.volume_mm3, 1),
+               "uncertainty": round(self.uncertainty, 5), "seconds": round(self.seconds, 3)}
+        warning = script_warning(self.prompt)
+        if warning:
+            out["warning"] = warning
+        return out
 
 
 class Predictor:

@@ -73,10 +73,13 @@ class ModelStore:
             with self._lock:
                 if key in self._cache:
                     return self._cache[key], True
-            enc = predictor.encode(load_volume(image_path))
+            try:
+                enc = predictor.encode(load_volume(image_path))
+            finally:
+                with self._lock:
+                    self._image_locks.pop(key, None)
             with self._lock:
                 self._cache[key] = enc
-                self._image_locks.pop(key, None)
                 self._evict()
         return enc, False
 
