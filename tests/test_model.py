@@ -1,6 +1,5 @@
 """Network parts: shapes, factory sizes, similarity math, gating, uncertainty, schedules."""
 
-import math
 
 import pytest
 import torch

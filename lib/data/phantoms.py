@@ -582,7 +582,6 @@ def generate_phantom(seed: int, hard_fraction: float = DEFAULT_HARD_FRACTION) ->
     del n1, n2, core, loops
 
     absent = set(case["absent"])
-    organ_meta: dict[str, Any] = {}
 
     def jit(v, a):
         return np.asarray(v, float) + rng.uniform(-a, a, 3)
@@ -595,7 +594,6 @@ def generate_phantom(seed: int, hard_fraction: float = DEFAULT_HARD_FRACTION) ->
          _rot(0, rng.uniform(-15, 5), rng.uniform(-15, 5)), 2.0),
     ]
     bl = _blob(grid, parts, _Fourier(rng, 0.12, (60, 140)))
-    liver_mask_box = None
     if bl is not None:
         sl, X, Y, Z, f = bl
         m = (f < 1) & (Z < z_dia(X, Y) - 3)
