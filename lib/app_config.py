@@ -29,8 +29,13 @@ class AppSettings:
         retrain_every: start a training run after this many newly saved final labels (0: off).
         train_steps: optimiser steps of one online training run.
         train_minutes: wall-clock budget of one online training run.
+        train_lr: peak learning rate of online training runs.
         val_percent: stable validation share of labelled volumes.
         max_prompts: scoring uses at most this many vocabulary prompts per modality.
+        al_calibrate: the uncertainty strategy ranks each prompt's uncertainty across the
+            pool before averaging (see ``lib.strategies.ranking.calibrated_scores``).
+        al_density: weight of representativeness in the uncertainty strategy (0: off).
+        al_random: share of the uncertainty strategy's picks made at random.
     """
 
     default_model: str = str(DEFAULT_CHECKPOINT)
@@ -38,8 +43,12 @@ class AppSettings:
     retrain_every: int = 0
     train_steps: int = 300
     train_minutes: float = 10.0
+    train_lr: float = 1e-3
     val_percent: float = 20.0
     max_prompts: int = 16
+    al_calibrate: bool = True
+    al_density: float = 1.0
+    al_random: float = 0.0
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, str] | None) -> "AppSettings":
@@ -57,6 +66,10 @@ class AppSettings:
         s = cls(**kwargs)
         if s.cache_mb < 0 or s.retrain_every < 0 or s.train_steps < 1 or s.max_prompts < 1:
             raise ValueError(f"invalid app settings: {s}")
+        if not s.train_lr > 0:
+            raise ValueError(f"--conf train_lr must be > 0, got {s.train_lr}")
+        if s.al_density < 0 or not 0 <= s.al_random <= 1:
+            raise ValueError(f"--conf al_density must be >= 0 and al_random in [0, 1]: {s}")
         if not 0 <= s.val_percent < 100:
             raise ValueError(f"--conf val_percent must be in [0, 100), got {s.val_percent}")
         return s

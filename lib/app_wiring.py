@@ -8,14 +8,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from monailabel.config import settings as ml_settings
+from monailabel.tasks.activelearning.epistemic import Epistemic
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
+from monailabel.tasks.scoring.epistemic_v2 import EpistemicScoring
 
 from .config import TrainConfig
 from .data.vocab import Vocabulary
 from .datastore import ValidatingDatastore
+from .infers.dropout import DropoutSamplingInfer
 from .infers.model_store import ModelStore
 from .infers.textseg import TextSegInfer
+from .strategies.stratified import StratifiedRandomStrategy
 from .strategies.uncertainty import TextSegUncertaintyScoring, TextSegUncertaintyStrategy
 from .trainers.textseg import TextSegTrainer
 
@@ -63,7 +67,7 @@ def studies_vocabulary(app) -> Vocabulary | None:
 
 def build_trainers(app) -> dict:
     s = app.settings
-    tc = replace(TrainConfig(), steps=s.train_steps, max_minutes=s.train_minutes, lr=1e-3, warmup_steps=10,
+    tc = replace(TrainConfig(), steps=s.train_steps, max_minutes=s.train_minutes, lr=s.train_lr, warmup_steps=10,
                  stage1_fraction=0.3, align_fraction=0.0)
     store = model_store(app)
     return {TRAINER: TextSegTrainer(store.path, store.published, app.model_dir, tc, val_percent=s.val_percent,
@@ -71,12 +75,31 @@ def build_trainers(app) -> dict:
                                     labelled_ids=lambda: app.datastore().get_labeled_images())}
 
 
+def has_dropout(app) -> bool:
+    """Whether the served model has dropout layers (needed for MC-dropout scoring)."""
+    store = model_store(app)
+    return store.is_valid() and store.predictor()[0].cfg.dropout > 0
+
+
 def build_strategies(app) -> dict:
-    return {"textseg_uncertainty": TextSegUncertaintyStrategy(model_store(app)), "random": Random(), "first": First()}
+    s = app.settings
+    uncertainty = TextSegUncertaintyStrategy(model_store(app), calibrate=s.al_calibrate, density_weight=s.al_density,
+                                             random_fraction=s.al_random)
+    tasks = {"textseg_uncertainty": uncertainty,
+             "stratified": StratifiedRandomStrategy(), "random": Random(), "first": First()}
+    if has_dropout(app):
+        tasks["epistemic"] = Epistemic()
+    return tasks
 
 
 def build_scoring(app) -> dict:
-    return {"textseg_uncertainty": TextSegUncertaintyScoring(model_store(app), max_prompts=app.settings.max_prompts)}
+    """Two-pass uncertainty always; MC-dropout (MONAI Label's EpistemicScoring, 5 samples)
+    when the served model was built with dropout."""
+    store = model_store(app)
+    methods = {"textseg_uncertainty": TextSegUncertaintyScoring(store, max_prompts=app.settings.max_prompts)}
+    if has_dropout(app):
+        methods["epistemic"] = EpistemicScoring(DropoutSamplingInfer(store, max_prompts=app.settings.max_prompts))
+    return methods
 
 
 def untrained_labels(app) -> int:

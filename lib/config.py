@@ -32,6 +32,8 @@ class ModelConfig:
         min_volume_mm3: a predicted mask smaller than this is reported absent (emptied).
         crop_margin: voxels (working grid) added around pass 1's candidate region for pass 2.
         modality: "auto" (CT when the image looks like Hounsfield units), "CT" or "MR".
+        dropout: dropout on the image encoding's voxel embeddings and context during
+            training; kept on at scoring time by MC-dropout (epistemic) scoring. 0: none.
     """
 
     size: str = "small"
@@ -47,6 +49,7 @@ class ModelConfig:
     min_volume_mm3: float = 40.0
     crop_margin: int = 4
     modality: str = "auto"
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.channels) != 4 or min(self.channels) < 1:
@@ -64,6 +67,8 @@ class ModelConfig:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
         if self.min_volume_mm3 < 0:
             raise ValueError(f"min_volume_mm3 must be >= 0, got {self.min_volume_mm3!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.modality not in MODALITY_CHOICES:
             raise ValueError(f"modality must be one of {MODALITY_CHOICES}, got {self.modality!r}")
 

@@ -49,12 +49,13 @@ def dice_nsd(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, float, f
 
 
 def evaluate_pairs(predictor: Predictor, pairs: list[tuple[str, str, str]], vocab: Vocabulary,
-                   progress: bool = True, keep_masks: int = 0) -> dict:
+                   progress: bool = True, keep_masks: int = 0, paraphrases: bool = True) -> dict:
     """Evaluate labelled volumes.
 
     For each volume, every label of its modality is prompted by its canonical name; a
     present label also by each held-out paraphrase (``eval_synonyms``), an absent one
-    counts as a false positive when the model reports it present.
+    counts as a false positive when the model reports it present. ``paraphrases=False``
+    prompts canonical names only.
 
     Returns a dict with ``rows`` (one per case and prompt), ``summary`` and ``cases``
     (the first ``keep_masks`` cases' image/label/predictions, for overlays).
@@ -69,7 +70,8 @@ def evaluate_pairs(predictor: Predictor, pairs: list[tuple[str, str, str]], voca
         prompts, meta = [], []
         for e in entries:
             present = bool(e.mask(lab).any())
-            for p, kind in [(e.name, "canonical")] + ([(s, "paraphrase") for s in e.eval_synonyms] if present else []):
+            extra = [(s, "paraphrase") for s in e.eval_synonyms] if present and paraphrases else []
+            for p, kind in [(e.name, "canonical")] + extra:
                 prompts.append(p)
                 meta.append((e, present, kind))
         results = predictor.predict(encoded, prompts)

@@ -25,3 +25,23 @@ def test_pick_next_highest_then_diverse():
     # ties broken by id for determinism
     assert pick_next([Candidate("z", 0.5), Candidate("y", 0.5)], []).id == "y"
     assert cosine([1, 0], [0, 1]) == 0.0 and cosine([0, 0], [1, 1]) == 0.0
+
+
+def test_calibrated_scores_rank_each_prompt_across_images():
+    from lib.strategies.ranking import calibrated_scores
+
+    per = {"a": {"liver": 0.9, "pancreas": 0.10}, "b": {"liver": 0.1, "pancreas": 0.30},
+           "c": {"liver": 0.5, "pancreas": 0.20}, "d": {"liver": 0.0, "pancreas": 0.0}}
+    s = calibrated_scores(per)
+    # pancreas is uncertain everywhere, so raw means would favour b; ranks weigh both prompts alike
+    assert s["a"] == (1.0 + 1 / 3) / 2 and s["b"] == (1 / 3 + 1.0) / 2 and s["c"] == (2 / 3 + 2 / 3) / 2
+    assert s["d"] == 0.0
+
+
+def test_density_prefers_typical_images():
+    from lib.strategies.ranking import density
+
+    d = density({"a": (1.0, 0.0), "b": (1.1, 0.1), "c": (0.9, -0.1), "outlier": (-5.0, 9.0)})
+    assert min(d["a"], d["b"], d["c"]) > d["outlier"]
+    assert all(0.0 <= v <= 1.0 for v in d.values())
+    assert density({"a": (1.0,)}) == {"a": 1.0}

@@ -48,6 +48,26 @@ def _cmd_bench_accuracy(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_al(a: argparse.Namespace) -> int:
+    from .al import ALSettings, run_benchmark, settings_with
+
+    base = ALSettings.quick() if a.quick else ALSettings()
+    strategies = tuple(x.strip() for x in a.strategies.split(",")) if a.strategies else None
+    s = settings_with(base, seeds=a.seeds, rounds=a.rounds, per_round=a.per_round, pool=a.pool, test=a.test,
+                      round_steps=a.round_steps, init_steps=a.init_steps, strategies=strategies,
+                      app_conf=tuple(tuple(kv.split("=", 1)) for kv in a.conf) if a.conf else None)
+    out = Path(a.out)
+    result = run_benchmark(out, s, data_dir=Path(a.data) if a.data else None, progress=not a.quiet)
+    result["command"] = "python -m lib.cli " + " ".join(sys.argv[1:])
+    (out / "al.json").write_text(json.dumps(result, indent=1))
+    summary = result["summary"]
+    print(json.dumps({"minutes": result["minutes"], "full_pool_dice": summary["full_pool_dice"],
+                      "aulc": {k: v["aulc"] for k, v in summary["strategies"].items()},
+                      "labels_to_95": {k: v["labels_to_95"] for k, v in summary["strategies"].items()},
+                      "targets": {k: v["met"] for k, v in summary["targets"].items()}}, indent=2))
+    return 0
+
+
 def add_bench_verbs(sub) -> None:
     """Register bench-* verbs on the CLI's subparsers."""
     s = sub.add_parser("bench-accuracy", help="textseg vs closed-set SegResNet on held-out phantoms (JSON)")
@@ -67,3 +87,18 @@ def add_bench_verbs(sub) -> None:
     s.add_argument("--work", default="bench/speed_data", help="folder for the test volumes")
     s.add_argument("--phantom-seed", type=int, default=2024, help="pool seed of the phantom volume")
     s.set_defaults(func=_cmd_bench_speed)
+    s = sub.add_parser("bench-al", help="active learning: two-pass uncertainty vs random, MC dropout, stratified")
+    s.add_argument("--out", required=True, help="folder for al.json and al.png")
+    s.add_argument("--seeds", type=int, help="repetitions (default 3; --quick 1)")
+    s.add_argument("--rounds", type=int, help="annotation rounds (default 4; --quick 2)")
+    s.add_argument("--per-round", type=int, help="volumes picked per round (default 5; --quick 2)")
+    s.add_argument("--pool", type=int, help="unlabelled pool size (default 60; --quick 14)")
+    s.add_argument("--test", type=int, help="test volumes (default 20; --quick 4)")
+    s.add_argument("--round-steps", type=int, help="steps per online training run (default 100)")
+    s.add_argument("--init-steps", type=int, help="steps of the starting model (default 1000)")
+    s.add_argument("--strategies", help="comma-separated subset of textseg_uncertainty,random,epistemic,stratified")
+    s.add_argument("--data", help="folder for the resampled phantoms (default OUT/data; reused when it matches)")
+    s.add_argument("--conf", action="append", metavar="KEY=VALUE", help="app setting, e.g. al_density=1 (repeatable)")
+    s.add_argument("--quick", action="store_true", help="smoke run in a few minutes (figures not meaningful)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=_cmd_bench_al)

@@ -156,24 +156,8 @@ class Predictor:
         start = time.perf_counter()
         if not prompts:
             return []
-        enc, vol, cfg = encoded.encoding, encoded.volume, self.cfg
-        feats = self.text.encode(prompts)
-        emb = self.net.head.embed_prompts(feats)
-        logits2 = self.net.pass1(enc, emb)["logits2"]  # (K, x2, y2, z2)
-        full = enc.g.shape[2:]
-        X, Y, Z = encoded.shape
-        p1_all, p2_all = [], []
-        for k in range(len(prompts)):
-            logit1 = F.interpolate(logits2[k : k + 1, None], size=full, mode="trilinear", align_corners=False)[0]
-            p1 = torch.sigmoid(logit1)
-            logit2 = logit1.clone()
-            box = self._candidate_box(p1[0])
-            if box is not None:
-                sl = (slice(None),) + box
-                logit2[sl] = self.net.refiner(enc.g[(slice(None), slice(None)) + box], logit1[sl], emb[k : k + 1])
-            p1_all.append(p1[0, :X, :Y, :Z])
-            p2_all.append(torch.sigmoid(logit2[0, :X, :Y, :Z]))
-        p1, p2 = torch.stack(p1_all), torch.stack(p2_all)
+        vol, cfg = encoded.volume, self.cfg
+        p1, p2 = self.probabilities(encoded, prompts)
         scalars = scalar_uncertainty(p1, p2, cfg.alpha, cfg.tau)
         p2_orig = to_original_grid(p2, vol)
         umap = to_original_grid(uncertainty_map(p1, p2, cfg.alpha), vol) if uncertainty_maps else None
@@ -195,6 +179,28 @@ class Predictor:
                 uncertainty_map=umap[k].numpy() if umap is not None else None,
             ))
         return results
+
+    @torch.no_grad()
+    def probabilities(self, encoded: EncodedImage, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both passes on the working grid: (p1, p2), each (K, X, Y, Z) float32 for K
+        prompts; pass 2 runs only inside pass 1's candidate box, elsewhere p2 == p1."""
+        enc = encoded.encoding
+        emb = self.net.head.embed_prompts(self.text.encode(prompts))
+        logits2 = self.net.pass1(enc, emb)["logits2"]  # (K, x2, y2, z2)
+        full = enc.g.shape[2:]
+        X, Y, Z = encoded.shape
+        p1_all, p2_all = [], []
+        for k in range(len(prompts)):
+            logit1 = F.interpolate(logits2[k : k + 1, None], size=full, mode="trilinear", align_corners=False)[0]
+            p1 = torch.sigmoid(logit1)
+            logit2 = logit1.clone()
+            box = self._candidate_box(p1[0])
+            if box is not None:
+                sl = (slice(None),) + box
+                logit2[sl] = self.net.refiner(enc.g[(slice(None), slice(None)) + box], logit1[sl], emb[k : k + 1])
+            p1_all.append(p1[0, :X, :Y, :Z])
+            p2_all.append(torch.sigmoid(logit2[0, :X, :Y, :Z]))
+        return torch.stack(p1_all), torch.stack(p2_all)
 
     def _candidate_box(self, p1: torch.Tensor) -> tuple[slice, slice, slice] | None:
         """Bounding box (on the padded working grid, multiples of 2) of pass 1's candidate

@@ -48,6 +48,7 @@ class TextSegNet(nn.Module):
         self.adapter = PromptAdapter(cfg.channels[3], cfg.embed_dim)
         self.head = SimilarityHead(cfg.text_dim, cfg.embed_dim, cfg.temperature)
         self.refiner = GatedRefiner(cfg.channels[0], cfg.embed_dim, cfg.tau)
+        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
 
     def encode_image(self, x: torch.Tensor) -> ImageEncoding:
         """(B, 4, X, Y, Z) -> ImageEncoding."""
@@ -55,7 +56,12 @@ class TextSegNet(nn.Module):
             raise ValueError(f"expected (B, C, X, Y, Z) with X, Y, Z divisible by 8, got {tuple(x.shape)}")
         feats = self.encoder(x)
         voxels, context = self.decoder(feats)
+        voxels, context = self.dropout(voxels), self.dropout(context)
         return ImageEncoding(g=self.refiner.image_features(feats[0]), voxels=voxels, context=context)
+
+    def dropout_modules(self) -> list[nn.Module]:
+        """The dropout layers (empty when ``cfg.dropout`` is 0), for MC-dropout sampling."""
+        return [m for m in self.modules() if isinstance(m, nn.Dropout)]
 
     def pass1(self, enc: ImageEncoding, prompts: torch.Tensor) -> dict[str, torch.Tensor]:
         """Coarse pass at stride 2.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 
@@ -14,8 +15,9 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
 
 from ..data.preprocess import load_volume
+from ..infers.dropout import scoring_prompts
 from ..infers.model_store import ModelStore
-from .ranking import Candidate, aggregate_uncertainty, pick_next
+from .ranking import Candidate, aggregate_uncertainty, calibrated_scores, density, pick_next
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ class TextSegUncertaintyScoring(ScoringMethod):
     def score_image(self, path: str) -> dict:
         predictor, _ = self.store.predictor()
         encoded = predictor.encode(load_volume(path))
-        names = predictor.vocab.names(modality=encoded.volume.modality, composite=False)[: self.max_prompts]
+        names = scoring_prompts(predictor, encoded.volume.modality, self.max_prompts)
         results = predictor.predict(encoded, names)
         per = {r.prompt: round(r.uncertainty, 6) for r in results}
         ctx = encoded.encoding.context.mean(dim=(2, 3, 4))[0]
@@ -75,27 +77,61 @@ class TextSegUncertaintyStrategy(Strategy):
     """Next image = highest stored uncertainty (current model version only), skipping images
     handed out in the last ``hold_minutes`` and their near-duplicates, so that annotators
     asking at the same time get different scans. Unscored images fall back to the
-    first unlabelled one."""
+    first unlabelled one.
 
-    def __init__(self, store: ModelStore, hold_minutes: float = 30.0) -> None:
+    Args:
+        calibrate: rank each prompt's uncertainty across the pool before averaging
+            (``calibrated_scores``) instead of averaging raw values.
+        density_weight: multiply the score by density ** weight (representativeness of the
+            image among the candidates; 0: off).
+        random_fraction: share of picks made uniformly at random among the candidates.
+        seed: seed of those random picks.
+    """
+
+    def __init__(self, store: ModelStore, hold_minutes: float = 30.0, calibrate: bool = False,
+                 density_weight: float = 0.0, random_fraction: float = 0.0, seed: int | None = None) -> None:
         super().__init__("Most uncertain unlabelled image (two-pass disagreement), with diversity")
         self.store, self.hold = store, hold_minutes * 60
+        self.calibrate, self.density_weight, self.random_fraction = calibrate, density_weight, random_fraction
+        self.rng = random.Random(seed)
         self._recent: list[tuple[float, Candidate]] = []
         self._lock = threading.Lock()
 
+    def reseed(self, seed: int) -> None:
+        with self._lock:
+            self.rng.seed(seed)
+
+    def scores(self, infos: dict[str, dict]) -> dict[str, float]:
+        """Image scores from the stored scoring results of the candidates."""
+        if self.calibrate:
+            base = calibrated_scores({i: info.get(f"{KEY}_per_prompt", {}) for i, info in infos.items()})
+        else:
+            base = {i: float(info[KEY]) for i, info in infos.items()}
+        if self.density_weight > 0:
+            dens = density({i: tuple(info.get("textseg_descriptor", ())) for i, info in infos.items()})
+            base = {i: v * dens[i] ** self.density_weight for i, v in base.items()}
+        return base
+
     def __call__(self, request, datastore):
         _, version = self.store.predictor()
-        candidates, unscored = [], []
+        infos, unscored = {}, []
         for image_id in datastore.get_unlabeled_images():
             info = datastore.get_image_info(image_id)
             if str(info.get(f"{KEY}_version", "")).startswith(version + "|"):
-                candidates.append(Candidate(image_id, float(info[KEY]), tuple(info.get("textseg_descriptor", ()))))
+                infos[image_id] = info
             else:
                 unscored.append(image_id)
+        scores = self.scores(infos)
+        candidates = [Candidate(i, scores[i], tuple(info.get("textseg_descriptor", ()))) for i, info in infos.items()]
         with self._lock:
             now = time.time()
             self._recent = [(t, c) for t, c in self._recent if now - t < self.hold]
-            choice = pick_next(candidates, [c for _, c in self._recent])
+            recent = [c for _, c in self._recent]
+            fresh = sorted((c for c in candidates if c.id not in {r.id for r in recent}), key=lambda c: c.id)
+            if fresh and self.random_fraction > 0 and self.rng.random() < self.random_fraction:
+                choice = self.rng.choice(fresh)
+            else:
+                choice = pick_next(candidates, recent)
             if choice is None and unscored:
                 logger.info("no scored candidates: handing out an unscored image")
                 choice = Candidate(sorted(unscored)[0], 0.0)

@@ -27,6 +27,12 @@ from ..training.validate import validate
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "train_state.json"
+PATCH_MM = (160.0, 160.0, 128.0)
+
+
+def physical_patch(patch_mm: tuple[float, float, float], spacing: float) -> tuple[int, int, int]:
+    """Training patch in voxels covering ``patch_mm`` at ``spacing`` (multiples of 8, >= 16)."""
+    return tuple(max(16, int(round(mm / spacing / 8)) * 8) for mm in patch_mm)
 
 
 def remap_names(named: dict[int, str] | None, vocab: Vocabulary, modality: str) -> tuple[dict[int, int], list[LabelEntry]]:
@@ -102,14 +108,18 @@ class TextSegTrainer(TrainTask):
         val_percent: stable validation share.
         base_vocab: labels.json of the studies folder, if any.
         labelled_ids: callable listing the images with final labels (for ``stats``).
+        patch_mm: physical size of the training patch; its voxel size follows the served
+            model's working spacing (None: ``train_config.patch_size`` as given).
     """
 
     def __init__(self, served, publish_path: str | Path, state_dir: str | Path, train_config: TrainConfig,
-                 val_percent: float = 20.0, base_vocab: Vocabulary | None = None, labelled_ids=None) -> None:
+                 val_percent: float = 20.0, base_vocab: Vocabulary | None = None, labelled_ids=None,
+                 patch_mm: tuple[float, float, float] | None = PATCH_MM) -> None:
         super().__init__("Online two-stage fine-tuning of the text-prompted model on final labels")
         self.served, self.publish_path, self.state_dir = served, Path(publish_path), Path(state_dir)
         self.train_config, self.val_percent, self.base_vocab = train_config, val_percent, base_vocab
         self.labelled_ids = labelled_ids  # callable -> ids with final labels (for stats)
+        self.patch_mm = patch_mm
 
     def config(self) -> dict[str, Any]:
         return {"max_steps": self.train_config.steps, "max_minutes": self.train_config.max_minutes,
@@ -134,6 +144,8 @@ class TextSegTrainer(TrainTask):
         val_percent = float(request.get("val_percent", self.val_percent))
         served_path = Path(self.served())
         net, vocab, meta = load_checkpoint(served_path)
+        if self.patch_mm is not None:
+            tc = replace(tc, patch_size=physical_patch(self.patch_mm, net.cfg.working_spacing))
         if self.base_vocab is not None:
             vocab = Vocabulary.merge([vocab, self.base_vocab])
         cases, new_labels = datastore_cases(datastore, vocab, net.cfg.working_spacing)
