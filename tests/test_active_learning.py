@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lib.bench.al import ALSettings
-from lib.bench.al_report import aulc, labels_to_reach, summarize, targets
+from lib.bench.al_report import aulc, labels_to_reach, markdown, summarize, targets
 from lib.strategies.stratified import pick_stratified, strata
 from lib.trainers.textseg import physical_patch
 
@@ -40,11 +40,15 @@ def test_summary_and_targets():
     u, r = s["strategies"]["textseg_uncertainty"], s["strategies"]["random"]
     assert u["labels_to_95"] == 12 and r["labels_to_95"] is None
     assert r["mean_dice"] == pytest.approx([0.2, 0.35, 0.5])
+    assert u["labels_to_random_final"] == 8 and r["labels_to_random_final"] == 12
     t = s["targets"]
+    assert t["labels_to_random_final_dice"]["ratio"] == pytest.approx(8 / 12, abs=1e-3)
     assert t["at_or_above_random_every_budget"]["met"] is True
     assert t["scoring_at_most_half_of_epistemic"]["ratio"] == pytest.approx(0.4)
     worse = targets({"textseg_uncertainty": {**u, "mean_dice": [0.2, 0.3, 0.45]}, "random": r})
     assert worse["at_or_above_random_every_budget"]["met"] is False
+    table = markdown(s)
+    assert "| random | 0.200 ± 0.000 | 0.350 ± 0.050 | 0.500 ± 0.000 |" in table and "not reached" in table
 
 
 def test_strata_split_by_predicted_structure_count():
@@ -76,6 +80,10 @@ def test_settings_are_validated():
         ALSettings(strategies=("textseg_uncertainty", "coin"))
     with pytest.raises(ValueError, match="dropout"):
         ALSettings(dropout=0.0)
+    with pytest.raises(ValueError, match="unknown app settings"):
+        ALSettings(app_conf=(("al_densty", "1"),))
+    with pytest.raises(ValueError, match="al_random"):
+        ALSettings(app_conf=(("al_random", "2"),))
     assert ALSettings.quick().pool >= ALSettings.quick().initial + 2 * 2
 
 

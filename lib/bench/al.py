@@ -11,14 +11,14 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import torch
 
-from ..app_config import REPO_ROOT
+from ..app_config import REPO_ROOT, AppSettings
 from ..config import Config, TrainConfig
 from ..data.studies_index import labelled_pairs
 from ..data.vocab import Vocabulary
@@ -52,6 +52,7 @@ class ALSettings:
         init_steps: steps of the starting model, trained on the initial volumes only.
         round_steps: steps of each online training run (the app's ``train_steps``).
         app_conf: extra ``--conf`` settings of the app, e.g. (("al_density", "1"),).
+        full_pool: also train the all-labels ceiling (off for ablations of one strategy).
     """
 
     pool: int = 60
@@ -68,6 +69,7 @@ class ALSettings:
     init_steps: int = 1000
     round_steps: int = 100
     app_conf: tuple[tuple[str, str], ...] = ()
+    full_pool: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.strategies) - set(SCORING)
@@ -78,6 +80,11 @@ class ALSettings:
         if self.initial + self.rounds * self.per_round > self.pool:
             raise ValueError(f"initial + rounds * per_round = {self.initial + self.rounds * self.per_round} "
                              f"exceeds the pool of {self.pool}")
+        known = {f.name for f in fields(AppSettings)}
+        bad = [k for k, _ in self.app_conf if k not in known]
+        if bad:
+            raise ValueError(f"unknown app settings {bad}; known: {sorted(known)}")
+        AppSettings.from_conf(dict(self.app_conf))  # values parse, or a clear error now
         if "epistemic" in self.strategies and not self.dropout > 0:
             raise ValueError("the epistemic (MC-dropout) strategy needs dropout > 0")
 
@@ -264,6 +271,8 @@ def run_benchmark(out: Path, s: ALSettings, data_dir: Path | None = None, progre
                                                out / "work" / f"{strategy}_seed{seed}"))
             timing[f"{strategy}_seed{seed}_s"] = round(time.perf_counter() - t0, 1)
             _write(out, s, runs, ceiling, timing, start, partial=True)
+        if not s.full_pool:
+            continue
         t0 = time.perf_counter()
         ceiling.append(run_ceiling(seed, ckpt, pool, test_pairs, s, out / "work" / f"full_pool_seed{seed}"))
         timing[f"full_pool_seed{seed}_s"] = round(time.perf_counter() - t0, 1)

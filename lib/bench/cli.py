@@ -48,19 +48,32 @@ def _cmd_bench_accuracy(a: argparse.Namespace) -> int:
     return 0
 
 
+def _conf_pairs(items: list[str]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for kv in items:
+        key, sep, value = kv.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--conf expects KEY=VALUE, got {kv!r}")
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
 def _cmd_bench_al(a: argparse.Namespace) -> int:
     from .al import ALSettings, run_benchmark, settings_with
+    from .al_report import markdown
 
     base = ALSettings.quick() if a.quick else ALSettings()
     strategies = tuple(x.strip() for x in a.strategies.split(",")) if a.strategies else None
     s = settings_with(base, seeds=a.seeds, rounds=a.rounds, per_round=a.per_round, pool=a.pool, test=a.test,
                       round_steps=a.round_steps, init_steps=a.init_steps, strategies=strategies,
-                      app_conf=tuple(tuple(kv.split("=", 1)) for kv in a.conf) if a.conf else None)
+                      app_conf=_conf_pairs(a.conf) if a.conf else None,
+                      full_pool=False if a.no_full_pool else None)
     out = Path(a.out)
     result = run_benchmark(out, s, data_dir=Path(a.data) if a.data else None, progress=not a.quiet)
     result["command"] = "python -m lib.cli " + " ".join(sys.argv[1:])
     (out / "al.json").write_text(json.dumps(result, indent=1))
     summary = result["summary"]
+    (out / "al.md").write_text(markdown(summary))
     print(json.dumps({"minutes": result["minutes"], "full_pool_dice": summary["full_pool_dice"],
                       "aulc": {k: v["aulc"] for k, v in summary["strategies"].items()},
                       "labels_to_95": {k: v["labels_to_95"] for k, v in summary["strategies"].items()},
@@ -99,6 +112,7 @@ def add_bench_verbs(sub) -> None:
     s.add_argument("--strategies", help="comma-separated subset of textseg_uncertainty,random,epistemic,stratified")
     s.add_argument("--data", help="folder for the resampled phantoms (default OUT/data; reused when it matches)")
     s.add_argument("--conf", action="append", metavar="KEY=VALUE", help="app setting, e.g. al_density=1 (repeatable)")
+    s.add_argument("--no-full-pool", action="store_true", help="skip the all-labels ceiling (for ablations)")
     s.add_argument("--quick", action="store_true", help="smoke run in a few minutes (figures not meaningful)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_bench_al)
