@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 from ..app_config import DEFAULT_CHECKPOINT
@@ -41,7 +40,7 @@ def _cmd_bench_accuracy(a: argparse.Namespace) -> int:
     cfg = Config.load(a.config)
     report = run_bench_accuracy(Path(a.out), Path(a.work), a.train, a.test, a.minutes, cfg,
                                 baseline_minutes=a.baseline_minutes, textseg_model=a.textseg_model)
-    report["command"] = "python -m lib.cli " + " ".join(sys.argv[1:])
+    report["command"] = a.command_line
     Path(a.out).write_text(json.dumps(report, indent=2))
     print(json.dumps({k: {m: report[k][m] for m in ("mean_dice", "mean_nsd", "lesion_dice", "absent_fp_rate")}
                       for k in ("textseg", "segresnet")}, indent=2))
@@ -70,14 +69,14 @@ def _cmd_bench_al(a: argparse.Namespace) -> int:
                       full_pool=False if a.no_full_pool else None)
     out = Path(a.out)
     result = run_benchmark(out, s, data_dir=Path(a.data) if a.data else None, progress=not a.quiet)
-    result["command"] = "python -m lib.cli " + " ".join(sys.argv[1:])
+    result["command"] = a.command_line
     (out / "al.json").write_text(json.dumps(result, indent=1))
     summary = result["summary"]
     (out / "al.md").write_text(markdown(summary))
     print(json.dumps({"minutes": result["minutes"], "full_pool_dice": summary["full_pool_dice"],
                       "aulc": {k: v["aulc"] for k, v in summary["strategies"].items()},
                       "labels_to_95": {k: v["labels_to_95"] for k, v in summary["strategies"].items()},
-                      "targets": {k: v["met"] for k, v in summary["targets"].items()}}, indent=2))
+                      "targets": {k: v.get("met") for k, v in summary["targets"].items()}}, indent=2))
     return 0
 
 
