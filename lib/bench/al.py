@@ -9,7 +9,6 @@ import json
 import logging
 import random
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 from ..app_config import REPO_ROOT, AppSettings
 from ..config import Config, TrainConfig
@@ -126,23 +126,10 @@ def starting_model(pool: Path, ids: list[str], s: ALSettings, seed: int, out: Pa
 
 
 def spearman(a: list[float], b: list[float]) -> float | None:
-    """Rank correlation (average ranks for ties); None for fewer than 3 pairs or a constant side."""
-    if len(a) < 3:
+    """Rank correlation (scipy, average ranks for ties); None for fewer than 3 pairs or a constant side."""
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
-
-    def ranks(v):
-        v = np.asarray(v, float)
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v))
-        for value in np.unique(v):  # ties share their mean rank
-            r[v == value] = r[v == value].mean()
-        return r
-
-    ra, rb = ranks(a), ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return None
-    return round(float(np.corrcoef(ra, rb)[0, 1]), 4)
+    return round(float(spearmanr(a, b).statistic), 4)
 
 
 class Simulation:
@@ -171,10 +158,7 @@ class Simulation:
         values = set(np.unique(np.asanyarray(nib.load(str(src)).dataobj)).tolist()) - {0}
         names = self.vocab.index_to_name()
         info = {"label_info": [{"name": names[v], "idx": int(v)} for v in sorted(values) if v in names]}
-        with tempfile.TemporaryDirectory() as tmp:
-            copy = Path(tmp) / src.name
-            shutil.copy(src, copy)
-            label_id = self.app.datastore().save_label(image_id, str(copy), "final", info)
+        label_id = self.app.datastore().save_label(image_id, str(src), "final", info)  # the datastore copies it
         self.app.on_save_label(image_id, label_id)
 
     def score(self, method: str | None) -> dict:

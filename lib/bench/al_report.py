@@ -16,7 +16,7 @@ def aulc(labelled: list[int], dice: list[float]) -> float:
     x, y = np.asarray(labelled, float), np.asarray(dice, float)
     if len(x) < 2 or x[-1] == x[0]:
         return float(y.mean()) if len(y) else float("nan")
-    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
+    return float(np.trapz(y, x) / (x[-1] - x[0]))
 
 
 def labels_to_reach(labelled: list[int], dice: list[float], target: float) -> int | None:

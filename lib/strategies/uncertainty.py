@@ -127,7 +127,8 @@ class TextSegUncertaintyStrategy(Strategy):
             now = time.time()
             self._recent = [(t, c) for t, c in self._recent if now - t < self.hold]
             recent = [c for _, c in self._recent]
-            fresh = sorted((c for c in candidates if c.id not in {r.id for r in recent}), key=lambda c: c.id)
+            recent_ids = {r.id for r in recent}
+            fresh = sorted((c for c in candidates if c.id not in recent_ids), key=lambda c: c.id)
             if fresh and self.random_fraction > 0 and self.rng.random() < self.random_fraction:
                 choice = self.rng.choice(fresh)
             else:
