@@ -34,6 +34,10 @@ class ModelConfig:
         modality: "auto" (CT when the image looks like Hounsfield units), "CT" or "MR".
         dropout: dropout on the image encoding's voxel embeddings and context during
             training; kept on at scoring time by MC-dropout (epistemic) scoring. 0: none.
+        encode_window: (X, Y, Z) working-grid window in which a volume is encoded at
+            inference (sliding, half overlap, Gaussian-blended), so the encoder's
+            normalisation sees the same context size as the training patches. Set by
+            training to its patch size; multiples of 8.
     """
 
     size: str = "small"
@@ -50,8 +54,12 @@ class ModelConfig:
     crop_margin: int = 4
     modality: str = "auto"
     dropout: float = 0.0
+    encode_window: tuple[int, int, int] = (80, 80, 64)
 
     def __post_init__(self) -> None:
+        if len(self.encode_window) != 3 or min(self.encode_window) < 16 or any(w % 8 for w in self.encode_window):
+            raise ValueError(f"encode_window must be 3 multiples of 8 (>= 16), got {self.encode_window!r}")
+        object.__setattr__(self, "encode_window", tuple(int(w) for w in self.encode_window))
         if len(self.channels) != 4 or min(self.channels) < 1:
             raise ValueError(f"channels must be 4 positive ints, got {self.channels!r}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -87,6 +95,8 @@ class TrainConfig:
         patch_size: training patch on the working grid (voxels).
         lr, weight_decay, warmup_steps: AdamW and its schedule (linear warm-up, cosine).
         w_align, w_heatmap, w_pass1, w_pass2: loss weights.
+        coord_jitter_mm: per-axis range (mm, uniform +-) of a random shift of the
+            coordinate channels of each training patch (see ``PatchSampler``).
         max_minutes: wall-clock budget; training stops early (and saves) when reached.
         val_every: steps between validation passes (0: only at the end).
         seed: sampling and initialisation seed.
@@ -105,6 +115,7 @@ class TrainConfig:
     w_heatmap: float = 0.5
     w_pass1: float = 1.0
     w_pass2: float = 1.0
+    coord_jitter_mm: tuple[float, float, float] = (10.0, 10.0, 80.0)
     max_minutes: float = 0.0
     val_every: int = 0
     seed: int = 0
@@ -120,6 +131,9 @@ class TrainConfig:
             raise ValueError(f"patch_size must be 3 multiples of 8 (>= 16), got {self.patch_size!r}")
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
         _positive("lr", self.lr)
+        if len(self.coord_jitter_mm) != 3 or min(self.coord_jitter_mm) < 0:
+            raise ValueError(f"coord_jitter_mm must be 3 values >= 0, got {self.coord_jitter_mm!r}")
+        object.__setattr__(self, "coord_jitter_mm", tuple(float(j) for j in self.coord_jitter_mm))
         if self.max_minutes < 0:
             raise ValueError(f"max_minutes must be >= 0, got {self.max_minutes!r}")
 

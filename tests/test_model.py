@@ -38,6 +38,33 @@ def test_one_encoding_serves_many_prompts(tiny):
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
 
 
+def test_windowed_encoding_is_the_plain_one_when_the_volume_fits(tiny):
+    torch.manual_seed(1)
+    x = torch.randn(1, 4, 16, 24, 32)
+    with torch.no_grad():
+        plain, windowed = tiny.encode_image(x), tiny.encode_volume(x)
+    for a, b in zip((plain.g, plain.voxels, plain.context), (windowed.g, windowed.voxels, windowed.context)):
+        torch.testing.assert_close(a, b)
+
+
+def test_windowed_encoding_stitches_every_stride():
+    """A volume larger than the window: each part of the encoding has the plain encoding's
+    shape, and a window-sized corner matches the corner window's own encoding away from
+    the blend (the first window is the only one covering the first voxels)."""
+    torch.manual_seed(2)
+    net = build_network(sized_config("tiny", text_dim=12, encode_window=(16, 16, 16))).eval()
+    x = torch.randn(1, 4, 32, 24, 16)
+    with torch.no_grad():
+        plain, windowed = net.encode_image(x), net.encode_volume(x)
+        corner = net.encode_image(x[..., :16, :16, :16])
+    for a, b in zip((plain.g, plain.voxels, plain.context), (windowed.g, windowed.voxels, windowed.context)):
+        assert a.shape == b.shape
+    torch.testing.assert_close(windowed.g[..., :4, :4, :], corner.g[..., :4, :4, :], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(windowed.g, plain.g)  # normalisation saw windows, not the volume
+    with pytest.raises(ValueError, match="divisible by 8"):
+        net.encode_volume(torch.randn(1, 4, 20, 16, 16))
+
+
 def test_factory_sizes_grow():
     counts = [count_parameters(build_network(sized_config(s))) for s in ("tiny", "small", "base")]
     assert counts == sorted(counts) and counts[0] < 200_000 < counts[1] < 1_000_000 < counts[2]

@@ -42,7 +42,7 @@ def train_segresnet(cases: list[Case], vocab: Vocabulary, patch_size, spacing: f
     start, step = time.perf_counter(), 0
     bar = tqdm(desc="segresnet", disable=not progress)
     while step < max_steps and time.perf_counter() - start < minutes * 60:
-        x, lab, _ = sampler.patch()
+        x, lab, _, _ = sampler.patch()
         y = lut[lab.long().clamp(max=len(lut) - 1)][None, None]
         loss = loss_fn(net(x), y)
         opt.zero_grad(set_to_none=True)

@@ -140,7 +140,7 @@ class Predictor:
         start = time.perf_counter()
         vol = prepare(image, self.cfg.working_spacing, self.cfg.modality)
         x, shape = self._network_input(vol)
-        enc = self.net.encode_image(x)
+        enc = self.net.encode_volume(x)
         return EncodedImage(volume=vol, encoding=enc, shape=shape, seconds=time.perf_counter() - start)
 
     def _network_input(self, vol: WorkingVolume) -> tuple[torch.Tensor, tuple[int, int, int]]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
 from torch import nn
 
 from ..config import ModelConfig
@@ -58,6 +59,30 @@ class TextSegNet(nn.Module):
         voxels, context = self.decoder(feats)
         voxels, context = self.dropout(voxels), self.dropout(context)
         return ImageEncoding(g=self.refiner.image_features(feats[0]), voxels=voxels, context=context)
+
+    def encode_volume(self, x: torch.Tensor, overlap: float = 0.5) -> ImageEncoding:
+        """Encode a whole volume in sliding windows of ``cfg.encode_window`` (MONAI's
+        sliding-window inferer, Gaussian blending), stitching each part of the encoding at
+        its own stride. The encoder's group normalisation then sees windows of the size it
+        was trained on, not the whole volume (whose statistics differ: more air, more
+        organs). A volume no larger than the window is encoded in one piece.
+
+        Shapes: (B, 4, X, Y, Z) with X, Y, Z divisible by 8 -> ImageEncoding as
+        ``encode_image``.
+        """
+        if x.ndim != 5 or any(s % 8 for s in x.shape[2:]):
+            raise ValueError(f"expected (B, C, X, Y, Z) with X, Y, Z divisible by 8, got {tuple(x.shape)}")
+        window = tuple(min(w, s) for w, s in zip(self.cfg.encode_window, x.shape[2:]))
+        if window == tuple(x.shape[2:]):
+            return self.encode_image(x)
+
+        def parts(patch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            enc = self.encode_image(patch)
+            return enc.g, enc.voxels, enc.context
+
+        g, voxels, context = sliding_window_inference(x, window, sw_batch_size=1, predictor=parts,
+                                                      overlap=overlap, mode="gaussian")
+        return ImageEncoding(g=g, voxels=voxels, context=context)
 
     def dropout_modules(self) -> list[nn.Module]:
         """The dropout layers (empty when ``cfg.dropout`` is 0), for MC-dropout sampling."""

@@ -12,7 +12,7 @@ import torch
 from monai.transforms import RandAffined, RandGaussianNoise, RandScaleIntensity, RandShiftIntensity
 from tqdm import tqdm
 
-from ..data.preprocess import coordinate_channels, load_volume, prepare, to_working_grid
+from ..data.preprocess import COORD_SCALE_MM, coordinate_channels, load_volume, prepare, to_working_grid
 from ..data.vocab import LabelEntry, Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -65,13 +65,20 @@ class PatchSampler:
         seed: random seed.
         augment: apply spatial and intensity augmentation (no flips: a flip would swap
             left and right structures).
+        coord_jitter_mm: with ``augment``, a random shift (uniform in +-jitter, per axis,
+            per patch) of the coordinate channels. The coordinates are relative to the
+            volume's centre, which moves with the field of view (a kidney-only scan is
+            centred lower than an abdomen); the shift keeps the network from trusting them
+            more than the image.
     """
 
     def __init__(self, cases: list[Case], vocab: Vocabulary, patch_size: tuple[int, int, int], spacing: float,
-                 seed: int = 0, augment: bool = True) -> None:
+                 seed: int = 0, augment: bool = True,
+                 coord_jitter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
         if not cases:
             raise ValueError("no labelled cases to train on")
         self.cases, self.vocab, self.patch_size, self.spacing = cases, vocab, patch_size, spacing
+        self.coord_jitter_mm = tuple(float(j) for j in coord_jitter_mm)
         self.rng = np.random.default_rng(seed)
         self.augment = augment
         self.affine = RandAffined(keys=("image", "label"), prob=0.5, rotate_range=(0.12, 0.12, 0.12),
@@ -92,9 +99,13 @@ class PatchSampler:
         group = groups[self.rng.choice(len(groups), p=weights / weights.sum())]
         return group[self.rng.integers(len(group))]
 
-    def _crop(self, case: Case) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
+    def _crop(self, case: Case) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int], int]:
+        """A patch of the case; 75% of them centred on a voxel of a label drawn uniformly
+        among the case's labels (so rare, small ones are seen often). Also returns that
+        label value (0 for a patch placed at random)."""
         shape = case.label.shape
         ps = self.patch_size
+        v = 0
         if self.rng.random() < 0.75:  # centre on a labelled voxel, favouring rare labels
             values = torch.unique(case.label)
             values = values[values > 0]
@@ -115,22 +126,26 @@ class PatchSampler:
             padding = (0, pad[2], 0, pad[1], 0, pad[0])
             img = torch.nn.functional.pad(img.unsqueeze(0), padding, mode="replicate")[0]
             lab = torch.nn.functional.pad(lab, padding)
-        return img, lab, tuple(start)
+        return img, lab, tuple(start), v
 
-    def patch(self, require_foreground: bool = False) -> tuple[torch.Tensor, torch.Tensor, str]:
+    def patch(self, require_foreground: bool = False) -> tuple[torch.Tensor, torch.Tensor, str, int]:
         """One augmented patch.
 
         Returns:
             x: (1, 4, X, Y, Z) image + coordinate channels.
             label: (X, Y, Z) int16 label map of the patch.
             modality: of the case it came from.
+            focus: the label value the patch was centred on (0: none, or lost to augmentation).
         """
         for _ in range(20):  # stage 1 needs a patch with at least one structure in it
             case = self._pick_case()
-            img, lab, start = self._crop(case)
+            img, lab, start, focus = self._crop(case)
             if not require_foreground or bool((lab > 0).any()):
                 break
         coords = coordinate_channels(self.patch_size, self.spacing, start, tuple(case.label.shape))
+        if self.augment and any(self.coord_jitter_mm):
+            shift = [self.rng.uniform(-j, j) / COORD_SCALE_MM for j in self.coord_jitter_mm]
+            coords = coords + torch.tensor(shift, dtype=coords.dtype).view(3, 1, 1, 1)
         if self.augment:
             d = self.affine({"image": torch.cat([img, coords]), "label": lab.unsqueeze(0).float()})
             img, coords, lab = d["image"][:1], d["image"][1:], d["label"][0].round().to(torch.int16)
@@ -138,7 +153,9 @@ class PatchSampler:
             for t in self.intensity:
                 img = torch.as_tensor(t(img))
         x = torch.cat([torch.as_tensor(img), torch.as_tensor(coords)]).unsqueeze(0).float()
-        return x, torch.as_tensor(lab), case.modality
+        lab = torch.as_tensor(lab)
+        focus = focus if focus and bool((lab == focus).any()) else 0
+        return x, lab, case.modality, focus
 
     def sample(self, prompts_per_image: int, absent_fraction: float):
         """One training example for the text-prompted model.
@@ -148,20 +165,23 @@ class PatchSampler:
             prompts: list of K prompt strings (random training paraphrases).
             targets: (K, X, Y, Z) float {0, 1} (all zero for absent prompts).
         """
-        x, lab, modality = self.patch(require_foreground=absent_fraction == 0)
-        entries, targets = self.draw_prompts(lab, modality, prompts_per_image, absent_fraction)
+        x, lab, modality, focus = self.patch(require_foreground=absent_fraction == 0)
+        entries, targets = self.draw_prompts(lab, modality, prompts_per_image, absent_fraction, focus)
         prompts = [e.train_prompts[self.rng.integers(len(e.train_prompts))] for e in entries]
         return x, prompts, targets
 
-    def draw_prompts(self, lab: torch.Tensor, modality: str, k: int, absent_fraction: float):
+    def draw_prompts(self, lab: torch.Tensor, modality: str, k: int, absent_fraction: float, focus: int = 0):
         """Choose K labels for a patch: present ones, and absent ones with probability
-        ``absent_fraction`` each (same modality, not in the patch). Returns (entries, targets)."""
+        ``absent_fraction`` each (same modality, not in the patch). The label the patch was
+        centred on (``focus``), when it has a non-composite entry, is always the first: a
+        small structure is otherwise prompted as absent (in most patches) far more often
+        than as present, and the model learns to never find it. Returns (entries, targets)."""
         values = set(torch.unique(lab).tolist())
         pool = [e for e in self.vocab if e.modality == modality]
         present = [e for e in pool if values.intersection(e.indices)]
         absent = [e for e in pool if not values.intersection(e.indices)]
-        chosen: list[LabelEntry] = []
-        for _ in range(k):
+        chosen: list[LabelEntry] = [e for e in present if e.indices == (focus,)][:1]
+        while len(chosen) < k:
             use_absent = absent and (not present or self.rng.random() < absent_fraction)
             group = absent if use_absent else present
             if not group:

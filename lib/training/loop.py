@@ -56,6 +56,9 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     out = Path(out)
     tc = cfg.train
     torch.manual_seed(tc.seed)
+    if init is None and cfg.model.encode_window != tc.patch_size:
+        # a fresh network is served by encoding windows the size of its training patches
+        cfg = replace(cfg, model=replace(cfg.model, encode_window=tc.patch_size))
     net = init if init is not None else build_network(cfg.model)
     net.train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -70,7 +73,8 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
             logger.info("resuming %s at step %d", out, step)
         else:
             logger.warning("ignoring %s: it was written with another config", rpath)
-    sampler = PatchSampler(cases, vocab, tc.patch_size, cfg.model.working_spacing, seed=tc.seed + step)
+    sampler = PatchSampler(cases, vocab, tc.patch_size, cfg.model.working_spacing, seed=tc.seed + step,
+                           coord_jitter_mm=tc.coord_jitter_mm)
     vocab_features = text.encode(sorted({p for e in vocab for p in e.train_prompts}))  # warms the cache too
     if init is None and step == 0:
         net.head.set_text_center(vocab_features)

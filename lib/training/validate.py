@@ -28,7 +28,7 @@ def validate(net: TextSegNet, text: TextEncoder, cases: list[Case], vocab: Vocab
     for case in cases:
         shape = tuple(case.label.shape)
         x, _ = pad_to_multiple(torch.cat([case.image, coordinate_channels(shape, spacing)]).unsqueeze(0))
-        enc = net.encode_image(x)
+        enc = net.encode_volume(x)
         values = set(torch.unique(case.label).tolist())
         pool = [e for e in vocab if e.modality == case.modality]
         present = [e for e in pool if values.intersection(e.indices)]

@@ -1,0 +1,59 @@
+"""Training patches and prompts: the centred structure is always prompted, coordinate
+channels are shifted only within the configured range."""
+
+import numpy as np
+import torch
+
+from lib.data.preprocess import COORD_SCALE_MM, coordinate_channels
+from lib.data.vocab import Vocabulary
+from lib.training.data import Case, PatchSampler
+
+
+def _case() -> Case:
+    """A 40x40x32 volume: a big block (label 1) and a small cube (label 2)."""
+    lab = torch.zeros(40, 40, 32, dtype=torch.int16)
+    lab[5:35, 5:35, 4:28] = 1
+    lab[30:33, 30:33, 20:23] = 2
+    return Case(id="c", image=torch.randn(1, 40, 40, 32), label=lab, modality="CT")
+
+
+def _vocab() -> Vocabulary:
+    return Vocabulary.from_json({"labels": {
+        "big": {"index": 1, "synonyms": ["large block"]},
+        "small": {"index": 2, "synonyms": ["small cube"]},
+        "other": {"index": 3, "synonyms": ["missing thing"]},
+    }})
+
+
+def test_the_centred_label_is_always_prompted_first():
+    sampler = PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, seed=0, augment=False)
+    lab = _case().label
+    for _ in range(20):
+        entries, targets = sampler.draw_prompts(lab, "CT", 3, absent_fraction=0.9, focus=2)
+        assert entries[0].name == "small" and bool(targets[0].any())
+    # without a focus, a prompt with a 0.9 absent chance is mostly the absent label
+    names = [e.name for _ in range(50) for e in sampler.draw_prompts(lab, "CT", 3, 0.9)[0]]
+    assert names.count("other") > len(names) / 2
+
+
+def test_patch_reports_its_focus_label_when_it_is_inside():
+    sampler = PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, seed=3, augment=False)
+    for _ in range(30):
+        x, lab, modality, focus = sampler.patch()
+        assert x.shape == (1, 4, 16, 16, 16) and modality == "CT"
+        assert focus == 0 or bool((lab == focus).any())
+
+
+def test_coordinate_jitter_stays_within_range():
+    case = _case()
+    plain = PatchSampler([case], _vocab(), (40, 40, 32), 2.0, seed=0, augment=False)
+    exact = coordinate_channels((40, 40, 32), 2.0)
+    torch.testing.assert_close(plain.patch()[0][0, 1:], exact)  # no augmentation: no shift
+    jitter = (0.0, 10.0, 80.0)
+    sampler = PatchSampler([case], _vocab(), (40, 40, 32), 2.0, seed=0, coord_jitter_mm=jitter)
+    sampler.affine.prob = 0.0  # isolate the shift from the spatial augmentation
+    shifts = np.array([(sampler.patch()[0][0, 1:] - exact).mean((1, 2, 3)).numpy() * COORD_SCALE_MM
+                       for _ in range(30)])
+    assert np.allclose(shifts[:, 0], 0.0, atol=1e-4)
+    assert (np.abs(shifts[:, 1]) <= 10.0 + 1e-3).all() and (np.abs(shifts[:, 2]) <= 80.0 + 1e-3).all()
+    assert shifts[:, 2].std() > 20.0  # it does move
