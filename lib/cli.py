@@ -63,8 +63,17 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluation import evaluate_studies
 
-    report = evaluate_studies(a.model, a.studies, Path(a.out), ids=a.ids, overlays=not a.no_overlays)
+    report = evaluate_studies(a.model, a.studies, Path(a.out), ids=a.ids, overlays=not a.no_overlays,
+                              cleanup=not a.no_cleanup)
     print(json.dumps(report["summary"], indent=2))
+    return 0
+
+
+def _cmd_label_stats(a: argparse.Namespace) -> int:
+    from .training.run import refresh_label_stats
+
+    stats = refresh_label_stats(a.model, a.studies)
+    print(json.dumps(stats, indent=2))
     return 0
 
 
@@ -131,7 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="report.json (a .md table and overlay PNGs go beside it)")
     s.add_argument("--ids", nargs="*", help="only these image ids")
     s.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    s.add_argument("--no-cleanup", action="store_true",
+                   help="score the raw two-pass masks (no side check, largest piece or volume floor)")
     s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("label-stats", help="(re)compute a checkpoint's label statistics from its training cases")
+    s.add_argument("--model", required=True, help="checkpoint to update in place")
+    s.add_argument("--studies", required=True, nargs="+", help="studies folders holding its training cases")
+    s.set_defaults(func=_cmd_label_stats)
 
     s = sub.add_parser("retrain", help="start training on a running server when enough new labels exist (cron)")
     s.add_argument("--server", default="http://127.0.0.1:8000", help="MONAI Label server URL")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 MODALITY_CHOICES = ("auto", "CT", "MR")
+FOCUS_SAMPLING = ("case", "label")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,12 @@ class ModelConfig:
         threshold: probability threshold of the final mask.
         min_volume_mm3: a predicted mask smaller than this is reported absent (emptied).
         crop_margin: voxels (working grid) added around pass 1's candidate region for pass 2.
+        side_check: a prompt naming one side ("left kidney") loses the pieces of its mask
+            that lie on the other side of the body's midline.
+        largest_piece: keep only the largest connected piece of the mask of a label that is
+            one piece in (nearly) every training case that has it (organs, not lesions).
+        min_volume_fraction: a mask smaller than this share of its label's 5th-percentile
+            training volume is reported absent (0: off).
         modality: "auto" (CT when the image looks like Hounsfield units), "CT" or "MR".
         dropout: dropout on the image encoding's voxel embeddings and context during
             training; kept on at scoring time by MC-dropout (epistemic) scoring. 0: none.
@@ -52,6 +59,9 @@ class ModelConfig:
     threshold: float = 0.5
     min_volume_mm3: float = 40.0
     crop_margin: int = 4
+    side_check: bool = True
+    largest_piece: bool = True
+    min_volume_fraction: float = 0.25
     modality: str = "auto"
     dropout: float = 0.0
     encode_window: tuple[int, int, int] = (80, 80, 64)
@@ -75,6 +85,8 @@ class ModelConfig:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
         if self.min_volume_mm3 < 0:
             raise ValueError(f"min_volume_mm3 must be >= 0, got {self.min_volume_mm3!r}")
+        if not 0.0 <= self.min_volume_fraction <= 1.0:
+            raise ValueError(f"min_volume_fraction must be in [0, 1], got {self.min_volume_fraction!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.modality not in MODALITY_CHOICES:
@@ -97,6 +109,9 @@ class TrainConfig:
         w_align, w_heatmap, w_pass1, w_pass2: loss weights.
         coord_jitter_mm: per-axis range (mm, uniform +-) of a random shift of the
             coordinate channels of each training patch (see ``PatchSampler``).
+        focus_sampling: how a patch's centre label is drawn: "case" (a case, then one of
+            its labels; the bundled model's) or "label" (a label among all, then a case
+            that has it: rare labels such as lesions are centred more often).
         max_minutes: wall-clock budget; training stops early (and saves) when reached.
         val_every: steps between validation passes (0: only at the end).
         seed: sampling and initialisation seed.
@@ -116,6 +131,7 @@ class TrainConfig:
     w_pass1: float = 1.0
     w_pass2: float = 1.0
     coord_jitter_mm: tuple[float, float, float] = (10.0, 10.0, 80.0)
+    focus_sampling: str = "case"
     max_minutes: float = 0.0
     val_every: int = 0
     seed: int = 0
@@ -134,6 +150,8 @@ class TrainConfig:
         if len(self.coord_jitter_mm) != 3 or min(self.coord_jitter_mm) < 0:
             raise ValueError(f"coord_jitter_mm must be 3 values >= 0, got {self.coord_jitter_mm!r}")
         object.__setattr__(self, "coord_jitter_mm", tuple(float(j) for j in self.coord_jitter_mm))
+        if self.focus_sampling not in FOCUS_SAMPLING:
+            raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {self.focus_sampling!r}")
         if self.max_minutes < 0:
             raise ValueError(f"max_minutes must be >= 0, got {self.max_minutes!r}")
 

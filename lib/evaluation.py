@@ -136,12 +136,19 @@ def markdown_table(summary: dict) -> str:
 
 
 def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: list[str] | None = None,
-                     overlays: bool = True) -> dict:
-    """The ``evaluate`` CLI verb: writes ``out`` (JSON), ``out.md`` and overlay PNGs."""
-    from .inference.service import load_predictor
+                     overlays: bool = True, cleanup: bool = True) -> dict:
+    """The ``evaluate`` CLI verb: writes ``out`` (JSON), ``out.md`` and overlay PNGs.
+    ``cleanup=False`` scores the raw two-pass masks (no side check, largest piece or
+    volume floor), to measure what the clean-up adds."""
+    from dataclasses import replace
+
     from .data.overlay import render_prediction_overlay
+    from .inference.postprocess import CLEANUP_OFF
+    from .inference.service import load_predictor
 
     predictor, meta = load_predictor(model)
+    if not cleanup:
+        predictor.cfg = replace(predictor.cfg, **CLEANUP_OFF)
     pairs = [p for p in labelled_pairs(studies) if not ids or p[0] in ids]
     if not pairs:
         raise ValueError(f"no labelled images to evaluate in {studies}")
@@ -151,7 +158,7 @@ def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: lis
         logger.warning("%d evaluated cases were used for training (%s...): not a test score", len(overlap), overlap[:3])
     vocab = Vocabulary.merge([predictor.vocab, Vocabulary.load(studies)]) if (Path(studies) / "labels.json").exists() else predictor.vocab
     result = evaluate_pairs(predictor, pairs, vocab, keep_masks=3 if overlays else 0)
-    report = {"model": str(model), "studies": str(studies), "trained_on_evaluated_cases": overlap,
+    report = {"model": str(model), "studies": str(studies), "cleanup": cleanup, "trained_on_evaluated_cases": overlap,
               "summary": result["summary"], "rows": result["rows"]}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ def test_defaults_follow_the_papers():
     ({"tau": 0.0}, "tau"), ({"tau": 0.6}, "tau"), ({"alpha": 1.5}, "alpha"),
     ({"temperature": 0}, "temperature"), ({"modality": "PET"}, "modality"),
     ({"channels": (8, 16, 32)}, "channels"), ({"working_spacing": -1}, "working_spacing"),
-    ({"encode_window": (80, 80, 60)}, "encode_window"),
+    ({"encode_window": (80, 80, 60)}, "encode_window"), ({"min_volume_fraction": 1.5}, "min_volume_fraction"),
 ])
 def test_model_config_rejects_bad_values_naming_them(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -27,7 +27,7 @@ def test_model_config_rejects_bad_values_naming_them(kwargs, name):
 @pytest.mark.parametrize("kwargs, name", [
     ({"patch_size": (80, 80, 60)}, "patch_size"), ({"steps": 0}, "steps"),
     ({"stage1_fraction": 1.2}, "stage1_fraction"), ({"max_minutes": -1}, "max_minutes"),
-    ({"coord_jitter_mm": (1.0, -1.0, 0.0)}, "coord_jitter_mm"),
+    ({"coord_jitter_mm": (1.0, -1.0, 0.0)}, "coord_jitter_mm"), ({"focus_sampling": "organ"}, "focus_sampling"),
 ])
 def test_train_config_rejects_bad_values(kwargs, name):
     with pytest.raises(ValueError, match=name):

@@ -57,3 +57,20 @@ def test_coordinate_jitter_stays_within_range():
     assert np.allclose(shifts[:, 0], 0.0, atol=1e-4)
     assert (np.abs(shifts[:, 1]) <= 10.0 + 1e-3).all() and (np.abs(shifts[:, 2]) <= 80.0 + 1e-3).all()
     assert shifts[:, 2].std() > 20.0  # it does move
+
+
+def test_label_first_focus_sampling_centres_rare_labels_more_often():
+    """Label 2 is in one case of four: drawn label-first it is the focus of about
+    0.75 / 2 of the patches, case-first of about 0.75 / 2 / 4."""
+    with_small = _case()
+    cases = [with_small] + [Case(id=f"b{i}", image=with_small.image, label=(with_small.label == 1).to(torch.int16),
+                                 modality="CT") for i in range(3)]
+    shares = {}
+    for mode in ("label", "case"):
+        sampler = PatchSampler(cases, _vocab(), (16, 16, 16), 2.0, seed=5, augment=False, focus_sampling=mode)
+        picks = [sampler._pick_case() for _ in range(800)]
+        small = [case.id for case, focus in picks if focus == 2]
+        assert set(small) == {"c"}
+        assert 0.18 < sum(focus == 0 for _, focus in picks) / len(picks) < 0.32
+        shares[mode] = len(small) / len(picks)
+    assert 0.31 < shares["label"] < 0.44 and 0.05 < shares["case"] < 0.15

@@ -40,15 +40,19 @@ def trained(tmp_path_factory, phantom_studies):
     return ckpt, small
 
 
+def _held_out(phantom_studies, vocab, folder):
+    """A studies folder with the held-out phantom only, and the trained vocabulary."""
+    held = {p[0]: p for p in labelled_pairs(phantom_studies)}["phantom_0003"]
+    (folder / "labels" / "final").mkdir(parents=True)
+    (folder / "phantom_0003.nii.gz").symlink_to(held[1])
+    (folder / "labels" / "final" / "phantom_0003.nii.gz").symlink_to(held[2])
+    vocab.save(folder)
+    return folder
+
+
 def test_held_out_dice_far_above_chance(trained, phantom_studies, tmp_path):
     ckpt, vocab = trained
-    held = {p[0]: p for p in labelled_pairs(phantom_studies)}["phantom_0003"]
-    # restrict evaluation to the trained vocabulary
-    ev = tmp_path / "ev"
-    (ev / "labels" / "final").mkdir(parents=True)
-    (ev / "phantom_0003.nii.gz").symlink_to(held[1])
-    (ev / "labels" / "final" / "phantom_0003.nii.gz").symlink_to(held[2])
-    vocab.save(ev)
+    ev = _held_out(phantom_studies, vocab, tmp_path / "ev")
     out = tmp_path / "report.json"
     assert main(["evaluate", "--model", str(ckpt), "--studies", str(ev), "--out", str(out), "--no-overlays"]) == 0
     report = json.loads(out.read_text())
@@ -59,8 +63,46 @@ def test_held_out_dice_far_above_chance(trained, phantom_studies, tmp_path):
     assert report["trained_on_evaluated_cases"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 3 note): after short training, absent-structure prompts on "
-                   "cropped fields of view still return small false-positive masks")
+def test_checkpoint_holds_label_statistics_and_raw_masks_can_be_scored(trained, phantom_studies, tmp_path):
+    from lib.model.checkpoint import load_checkpoint
+
+    ckpt, vocab = trained
+    stats = load_checkpoint(ckpt)[2]["label_stats"]
+    assert set(stats) <= set(vocab.names()) and stats["liver"]["cases"] == 3
+    assert all(0.0 <= v["single_component"] <= 1.0 for v in stats.values())
+    assert stats["liver"]["volume_p05_mm3"] > 1e5  # mm3: a liver is over 1 litre
+    out = tmp_path / "raw.json"
+    ev = _held_out(phantom_studies, vocab, tmp_path / "ev")
+    assert main(["evaluate", "--model", str(ckpt), "--studies", str(ev), "--out", str(out), "--no-overlays",
+                 "--no-cleanup"]) == 0
+    report = json.loads(out.read_text())
+    assert report["cleanup"] is False and report["summary"]["per_prompt"]["liver"]["dice"] > 0.3
+
+
+def test_label_stats_verb_recomputes_what_training_stored(trained, phantom_studies, tmp_path, caplog):
+    import shutil
+
+    import torch
+
+    from lib.model.checkpoint import load_checkpoint
+
+    ckpt, _ = trained
+    old = tmp_path / "old.pt"
+    shutil.copy(ckpt, old)
+    data = torch.load(old, weights_only=False)
+    stored = data["meta"].pop("label_stats")
+    torch.save(data, old)
+    assert "label_stats" not in load_checkpoint(old)[2]
+    assert main(["label-stats", "--model", str(old), "--studies", str(phantom_studies)]) == 0
+    net, _, meta = load_checkpoint(old)
+    assert meta["label_stats"] == stored
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), load_checkpoint(ckpt)[0].state_dict().values()))
+    data["meta"]["train_cases"] = ["not_there"]
+    torch.save(data, old)
+    assert main(["label-stats", "--model", str(old), "--studies", str(phantom_studies)]) == 2
+    assert "not_there" in caplog.text
+
+
 def test_absent_structure_gives_an_empty_mask(trained, phantom_studies, tmp_path):
     """The lower slices of a held-out phantom (kidney level) contain no lung: a lung prompt
     must come back absent with an empty mask, while the kidneys are still found."""

@@ -14,16 +14,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.label_stats import LabelStats
 from ..data.preprocess import WorkingVolume, coordinate_channels, pad_to_multiple, prepare, to_original_grid
 from ..data.vocab import Vocabulary, normalize_prompt
 from ..model.text_encoder import TextEncoder
 from ..model.textseg import ImageEncoding, TextSegNet
 from ..model.uncertainty import candidate_region, scalar_uncertainty, uncertainty_map
+from .postprocess import below_volume_floor, body_midline, drop_wrong_side, is_one_piece, keep_largest_piece, prompt_side
 
 logger = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 200
 MAX_PROMPTS = 64
+ONE_PIECE_SHARE = 0.9  # a label that is one piece in at least this share of training cases
 
 
 class PromptError(ValueError):
@@ -124,13 +127,17 @@ class Predictor:
         net: a trained TextSegNet (eval mode).
         text_encoder: the frozen encoder the net was trained with.
         vocab: the label vocabulary (to name results and for empty prompts).
+        label_stats: the training labels' shape statistics per label name (checkpoint
+            metadata); without them no largest-piece or volume-floor clean-up is done.
     """
 
-    def __init__(self, net: TextSegNet, text_encoder: TextEncoder, vocab: Vocabulary) -> None:
+    def __init__(self, net: TextSegNet, text_encoder: TextEncoder, vocab: Vocabulary,
+                 label_stats: dict[str, LabelStats] | None = None) -> None:
         self.net = net.eval()
         self.cfg = net.cfg
         self.text = text_encoder
         self.vocab = vocab
+        self.label_stats = dict(label_stats or {})
         if text_encoder.dim != self.cfg.text_dim:
             raise ValueError(f"text encoder width {text_encoder.dim} != model text_dim {self.cfg.text_dim}")
 
@@ -152,25 +159,37 @@ class Predictor:
     @torch.no_grad()
     def predict(self, encoded: EncodedImage, prompts: list[str], probabilities: bool = False,
                 uncertainty_maps: bool = False) -> list[PromptResult]:
-        """Segment ``prompts`` (already cleaned) in an encoded image."""
+        """Segment ``prompts`` (already cleaned) in an encoded image.
+
+        After the two passes, masks are cleaned (see ``ModelConfig``): a prompt naming one
+        side loses pieces on the other side of the midline; a known label that is one piece
+        in training keeps its largest piece; a mask below the label's volume floor is
+        reported absent. The reported probability map is the one after the side check; the
+        scalar uncertainty is the two passes' own."""
         start = time.perf_counter()
         if not prompts:
             return []
         vol, cfg = encoded.volume, self.cfg
+        entries = [self.vocab.resolve(p) for p in prompts]
         p1, p2 = self.probabilities(encoded, prompts)
         scalars = scalar_uncertainty(p1, p2, cfg.alpha, cfg.tau)
-        p2_orig = to_original_grid(p2, vol)
         umap = to_original_grid(uncertainty_map(p1, p2, cfg.alpha), vol) if uncertainty_maps else None
         p1_orig = to_original_grid(p1, vol) if uncertainty_maps else None
+        if cfg.side_check:
+            p2 = self._side_check(encoded, prompts, p2)
+        p2_orig = to_original_grid(p2, vol)
         per_prompt = (time.perf_counter() - start) / len(prompts)
         results = []
-        for k, prompt in enumerate(prompts):
+        for k, (prompt, entry) in enumerate(zip(prompts, entries)):
+            stats = self.label_stats.get(entry.name) if entry else None
             mask = (p2_orig[k] >= cfg.threshold).numpy()
+            if cfg.largest_piece and is_one_piece(stats, ONE_PIECE_SHARE):
+                mask = keep_largest_piece(mask)
             volume = float(mask.sum()) * vol.voxel_volume_mm3
-            present = volume >= max(cfg.min_volume_mm3, 1e-9) and mask.any()
+            present = (volume >= max(cfg.min_volume_mm3, 1e-9) and mask.any()
+                       and not below_volume_floor(volume, stats, cfg.min_volume_fraction))
             if not present:
                 mask[:] = False
-            entry = self.vocab.resolve(prompt)
             results.append(PromptResult(
                 prompt=prompt, label=entry.name if entry else None, present=bool(present), mask=mask,
                 uncertainty=float(scalars[k]), volume_mm3=volume if present else 0.0, seconds=per_prompt,
@@ -179,6 +198,15 @@ class Predictor:
                 uncertainty_map=umap[k].numpy() if umap is not None else None,
             ))
         return results
+
+    def _side_check(self, encoded: EncodedImage, prompts: list[str], p2: torch.Tensor) -> torch.Tensor:
+        """Drop wrong-side pieces for prompts naming one side: (K, X, Y, Z) -> same."""
+        sides = [prompt_side(p) for p in prompts]
+        if not any(sides):
+            return p2
+        midline = body_midline(encoded.volume.image[0])
+        return torch.stack([drop_wrong_side(p, side, midline, self.cfg.threshold) if side else p
+                            for p, side in zip(p2, sides)])
 
     @torch.no_grad()
     def probabilities(self, encoded: EncodedImage, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

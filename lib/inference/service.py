@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..data.label_stats import stats_from_json
 from ..data.preprocess import load_volume
 from ..model.checkpoint import load_checkpoint
 from ..model.text_encoder import shared_text_encoder
@@ -20,7 +21,8 @@ logger = logging.getLogger(__name__)
 def load_predictor(checkpoint: str | Path) -> tuple[Predictor, dict]:
     """Checkpoint -> (Predictor, checkpoint metadata). The text encoder is shared per process."""
     net, vocab, meta = load_checkpoint(checkpoint)
-    return Predictor(net, shared_text_encoder(net.cfg.text_encoder), vocab), meta
+    stats = stats_from_json(meta.get("label_stats"))
+    return Predictor(net, shared_text_encoder(net.cfg.text_encoder), vocab, label_stats=stats), meta
 
 
 def slug(text: str) -> str:

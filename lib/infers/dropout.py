@@ -53,7 +53,7 @@ class DropoutSamplingInfer:
         with self._lock:
             if self._sampler is None or self._sampler[0] != version:
                 net = copy.deepcopy(predictor.net)
-                mc = Predictor(net, predictor.text, predictor.vocab)
+                mc = Predictor(net, predictor.text, predictor.vocab, label_stats=predictor.label_stats)
                 layers = net.dropout_modules()
                 if not layers:
                     raise ValueError("the served model has no dropout (ModelConfig.dropout = 0): MC dropout is undefined")

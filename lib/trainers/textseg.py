@@ -16,6 +16,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from ..config import Config, TrainConfig
 from ..datastore import label_indices
+from ..data.label_stats import stats_from_json
 from ..data.studies_index import in_validation
 from ..data.vocab import LabelEntry, Vocabulary, normalize_prompt
 from ..model.checkpoint import load_checkpoint
@@ -165,7 +166,7 @@ class TextSegTrainer(TrainTask):
         cfg = Config(model=net.cfg, train=tc)
         candidate = self.publish_path.with_name(self.publish_path.stem + ".candidate.pt")
         summary = train(cfg, mix, vocab, text, candidate, val_cases=val_cases or None, init=net, resume=False,
-                        progress=False)
+                        progress=False, base_stats=stats_from_json(meta.get("label_stats")))
         new_score = summary["validation"] or None
         better = served_score is None or new_score["mean_dice"] >= served_score["mean_dice"]
         if better:

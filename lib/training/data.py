@@ -70,17 +70,23 @@ class PatchSampler:
             volume's centre, which moves with the field of view (a kidney-only scan is
             centred lower than an abdomen); the shift keeps the network from trusting them
             more than the image.
+        focus_sampling: "case" (a case first, then one of its labels as the patch's
+            centre) or "label" (a label first, then a case that has it).
     """
 
     def __init__(self, cases: list[Case], vocab: Vocabulary, patch_size: tuple[int, int, int], spacing: float,
                  seed: int = 0, augment: bool = True,
-                 coord_jitter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
+                 coord_jitter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0), focus_sampling: str = "case") -> None:
         if not cases:
             raise ValueError("no labelled cases to train on")
         self.cases, self.vocab, self.patch_size, self.spacing = cases, vocab, patch_size, spacing
         self.coord_jitter_mm = tuple(float(j) for j in coord_jitter_mm)
         self.rng = np.random.default_rng(seed)
         self.augment = augment
+        if focus_sampling not in ("case", "label"):
+            raise ValueError(f"focus_sampling must be 'case' or 'label', got {focus_sampling!r}")
+        self.focus_sampling = focus_sampling
+        self._values = [set(torch.unique(c.label).tolist()) - {0} for c in cases]  # labels per case
         self.affine = RandAffined(keys=("image", "label"), prob=0.5, rotate_range=(0.12, 0.12, 0.12),
                                   scale_range=(0.1, 0.1, 0.1), mode=("bilinear", "nearest"), padding_mode="border")
         self.affine.set_random_state(seed)
@@ -89,32 +95,40 @@ class PatchSampler:
         for i, t in enumerate(self.intensity):
             t.set_random_state(seed + 1 + i)
 
-    def _pick_case(self) -> Case:
+    def _pick_case(self) -> tuple[Case, int]:
         """A modality first, with probability proportional to the square root of its case
-        count (a single MR volume among 40 CT ones is drawn 14% of the time, not 2%),
-        then a case of it uniformly."""
+        count (a single MR volume among 40 CT ones is drawn 14% of the time, not 2%). Then,
+        75% of the time, a focus label: with ``focus_sampling`` "case", a case drawn
+        uniformly and one of its labels; with "label", a label drawn uniformly among the
+        labels of that modality's cases and a case that has it (so a lesion found in a
+        third of the cases is the focus as often as the liver found in all). Otherwise a
+        case drawn uniformly and no focus. Returns the case and the focus label (0: none)."""
         modalities = sorted({c.modality for c in self.cases})
-        groups = [[c for c in self.cases if c.modality == m] for m in modalities]
+        groups = [[i for i, c in enumerate(self.cases) if c.modality == m] for m in modalities]
         weights = np.sqrt([len(g) for g in groups])
         group = groups[self.rng.choice(len(groups), p=weights / weights.sum())]
-        return group[self.rng.integers(len(group))]
+        focused = self.rng.random() < 0.75
+        if focused and self.focus_sampling == "label":
+            values = sorted(set().union(*(self._values[i] for i in group)))
+            if values:
+                v = values[self.rng.integers(len(values))]
+                having = [i for i in group if v in self._values[i]]
+                return self.cases[having[self.rng.integers(len(having))]], v
+        i = group[self.rng.integers(len(group))]
+        if focused and self._values[i]:
+            values = sorted(self._values[i])
+            return self.cases[i], values[self.rng.integers(len(values))]
+        return self.cases[i], 0
 
-    def _crop(self, case: Case) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int], int]:
-        """A patch of the case; 75% of them centred on a voxel of a label drawn uniformly
-        among the case's labels (so rare, small ones are seen often). Also returns that
-        label value (0 for a patch placed at random)."""
+    def _crop(self, case: Case, focus: int = 0) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int], int]:
+        """A patch of the case, centred (up to a random shift of a quarter patch) on a
+        random voxel of label ``focus``, or placed at random when it is 0. Also returns
+        the focus label value."""
         shape = case.label.shape
         ps = self.patch_size
-        v = 0
-        if self.rng.random() < 0.75:  # centre on a labelled voxel, favouring rare labels
-            values = torch.unique(case.label)
-            values = values[values > 0]
-            if len(values):
-                v = int(values[self.rng.integers(len(values))])
-                idx = (case.label == v).nonzero()
-                centre = idx[self.rng.integers(len(idx))].tolist()
-            else:
-                centre = [int(self.rng.integers(s)) for s in shape]
+        if focus:
+            idx = (case.label == focus).nonzero()
+            centre = idx[self.rng.integers(len(idx))].tolist()
         else:
             centre = [int(self.rng.integers(s)) for s in shape]
         start = [int(np.clip(c - p // 2 + self.rng.integers(-p // 4, p // 4 + 1), 0, max(0, s - p)))
@@ -126,7 +140,7 @@ class PatchSampler:
             padding = (0, pad[2], 0, pad[1], 0, pad[0])
             img = torch.nn.functional.pad(img.unsqueeze(0), padding, mode="replicate")[0]
             lab = torch.nn.functional.pad(lab, padding)
-        return img, lab, tuple(start), v
+        return img, lab, tuple(start), focus
 
     def patch(self, require_foreground: bool = False) -> tuple[torch.Tensor, torch.Tensor, str, int]:
         """One augmented patch.
@@ -138,8 +152,8 @@ class PatchSampler:
             focus: the label value the patch was centred on (0: none, or lost to augmentation).
         """
         for _ in range(20):  # stage 1 needs a patch with at least one structure in it
-            case = self._pick_case()
-            img, lab, start, focus = self._crop(case)
+            case, focus = self._pick_case()
+            img, lab, start, focus = self._crop(case, focus)
             if not require_foreground or bool((lab > 0).any()):
                 break
         coords = coordinate_channels(self.patch_size, self.spacing, start, tuple(case.label.shape))

@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import Config
+from ..data.label_stats import LabelStats, label_stats, stats_to_json
 from ..data.vocab import Vocabulary
 from ..model.build import build_network
 from ..model.checkpoint import atomic_torch_save, save_checkpoint
@@ -36,7 +37,7 @@ def resume_path(out: Path) -> Path:
 
 def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, out: str | Path,
           val_cases: list[Case] | None = None, init: TextSegNet | None = None, resume: bool = True,
-          progress: bool = True) -> dict:
+          progress: bool = True, base_stats: dict[str, LabelStats] | None = None) -> dict:
     """Train and write a servable checkpoint to ``out``.
 
     Args:
@@ -49,6 +50,8 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         val_cases: validation cases (scored at ``val_every`` and at the end).
         init: start from this network (online fine-tuning) instead of a fresh one.
         resume: continue from ``<out>.resume`` when it exists and its config matches.
+        base_stats: label statistics of an earlier training (fine-tuning); labels of
+            ``cases`` get fresh ones, the others keep these.
 
     Returns:
         Summary dict: steps, seconds, final losses and validation metrics.
@@ -74,7 +77,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         else:
             logger.warning("ignoring %s: it was written with another config", rpath)
     sampler = PatchSampler(cases, vocab, tc.patch_size, cfg.model.working_spacing, seed=tc.seed + step,
-                           coord_jitter_mm=tc.coord_jitter_mm)
+                           coord_jitter_mm=tc.coord_jitter_mm, focus_sampling=tc.focus_sampling)
     vocab_features = text.encode(sorted({p for e in vocab for p in e.train_prompts}))  # warms the cache too
     if init is None and step == 0:
         net.head.set_text_center(vocab_features)
@@ -125,11 +128,14 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
             logger.info("step %d validation %s", step, metrics)
     bar.close()
     seconds = time.perf_counter() - start
+    unique = {c.id: c for c in cases}.values()
+    stats = {**(base_stats or {}),
+             **label_stats((c.label.numpy() for c in unique), vocab, cfg.model.working_spacing ** 3)}
     val = validate(net, text, val_cases, vocab) if val_cases else {}
     summary = {"steps": step, "seconds": round(seconds, 1), "stopped_early": stopped_early,
                "losses": {k: round(v, 4) for k, v in running.items()}, "validation": val, "history": history,
                "train_cases": [c.id for c in cases], "val_cases": [c.id for c in (val_cases or [])],
-               "train_config": asdict(tc), "schedule_steps": sched.steps}
+               "train_config": asdict(tc), "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
     net.eval()
     save_checkpoint(out, net, vocab, meta=summary)
     if rpath.exists() and not stopped_early:

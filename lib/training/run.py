@@ -10,7 +10,8 @@ from pathlib import Path
 from ..config import Config
 from ..data.studies_index import labelled_pairs, split
 from ..data.vocab import Vocabulary
-from ..model.checkpoint import load_checkpoint
+from ..data.label_stats import label_stats, stats_to_json
+from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.text_encoder import shared_text_encoder
 from .data import load_cases
 from .loop import train
@@ -62,3 +63,24 @@ def train_from_studies(studies: list[str | Path], out: str | Path, cfg: Config, 
     val_cases = load_cases([by_id[i] for i in val_ids], cfg.model.working_spacing, progress=progress) if val_ids else None
     text = shared_text_encoder(cfg.model.text_encoder)
     return train(cfg, cases, vocab, text, out, val_cases=val_cases, init=net, resume=resume, progress=progress)
+
+
+def refresh_label_stats(checkpoint: str | Path, studies: list[str | Path], progress: bool = True) -> dict:
+    """Recompute a checkpoint's label statistics (``meta["label_stats"]``, used by the
+    predictor's clean-up) from its own training cases, as listed in its metadata, found in
+    ``studies``; rewrite the checkpoint (weights unchanged). For checkpoints trained before
+    ``train`` stored them. Returns the statistics. Raises ValueError when a training case
+    is missing."""
+    net, vocab, meta = load_checkpoint(checkpoint)
+    ids = set(meta.get("train_cases", []))
+    if not ids:
+        raise ValueError(f"{checkpoint} does not list its training cases")
+    pairs = [p for s in studies for p in labelled_pairs(s) if p[0] in ids]
+    missing = ids - {p[0] for p in pairs}
+    if missing:
+        raise ValueError(f"training cases of {checkpoint} not found in {[str(s) for s in studies]}: {sorted(missing)[:5]}")
+    cases = load_cases(pairs, net.cfg.working_spacing, progress=progress)
+    stats = stats_to_json(label_stats((c.label.numpy() for c in cases), vocab, net.cfg.working_spacing ** 3))
+    save_checkpoint(checkpoint, net, vocab, meta={**meta, "label_stats": stats})
+    logger.info("label statistics of %d labels from %d cases written to %s", len(stats), len(cases), checkpoint)
+    return stats

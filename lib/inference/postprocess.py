@@ -1,0 +1,88 @@
+"""Mask clean-up after the two passes, driven by the prompt and the training labels' shape
+statistics: the side a prompt names, the largest connected piece, a volume floor."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+from monai.transforms.utils import get_largest_connected_component_mask
+from scipy import ndimage
+
+from ..data.label_stats import LabelStats
+
+CLEANUP_OFF = {"side_check": False, "largest_piece": False, "min_volume_fraction": 0.0}  # ModelConfig values
+
+_SIDE = re.compile(r"\b(left|right)\b")
+
+
+def prompt_side(prompt: str) -> str | None:
+    """"left" or "right" when the prompt names exactly one side ("left kidney",
+    "tumour in the right lung"); None otherwise (no side, or both)."""
+    sides = set(_SIDE.findall(prompt.lower()))
+    return sides.pop() if len(sides) == 1 else None
+
+
+def body_midline(image: torch.Tensor) -> float:
+    """Working-grid x index of the body's midline: the mean x of the voxels brighter than
+    5% of the intensity range (the body, not the air around it). (X, Y, Z) -> float."""
+    lo, hi = float(image.min()), float(image.max())
+    body = image > lo + 0.05 * (hi - lo)
+    if not body.any():
+        return (image.shape[0] - 1) / 2.0
+    profile = body.sum(dim=(1, 2)).double()
+    return float((profile * torch.arange(len(profile), dtype=torch.float64)).sum() / profile.sum())
+
+
+def _box(mask: np.ndarray) -> tuple[slice, ...]:
+    """Bounding box of a non-empty boolean array (labelling only the box is much faster)."""
+    idx = np.argwhere(mask)
+    return tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(0), idx.max(0)))
+
+
+def drop_wrong_side(p: torch.Tensor, side: str, midline: float, threshold: float) -> torch.Tensor:
+    """Zero the pieces of ``p >= threshold`` (26-connected) whose centre lies on the other
+    side of the midline than ``side``. The working grid is RAS: x grows toward the
+    patient's right. A left kidney is never right of the midline, so a "left kidney" prompt
+    that also lights up the right one (or only it, after a left nephrectomy) loses that
+    piece. (X, Y, Z) -> (X, Y, Z)."""
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    mask = (p >= threshold).numpy()
+    if not mask.any():
+        return p
+    box = _box(mask)
+    pieces, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3), dtype=bool))
+    centres = ndimage.center_of_mass(mask[box], pieces, range(1, n + 1))
+    x0 = box[0].start
+    wrong = [i + 1 for i, c in enumerate(centres) if ((c[0] + x0 > midline) if side == "left" else (c[0] + x0 < midline))]
+    if not wrong:
+        return p
+    out = p.clone()
+    out[box][torch.as_tensor(np.isin(pieces, wrong))] = 0.0
+    return out
+
+
+def keep_largest_piece(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected piece of a boolean (X, Y, Z) mask (MONAI's
+    ``get_largest_connected_component_mask``, on the mask's bounding box); an empty mask
+    stays empty."""
+    if not mask.any():
+        return mask
+    box = _box(mask)
+    out = np.zeros_like(mask, dtype=bool)
+    out[box] = np.asarray(get_largest_connected_component_mask(mask[box], connectivity=None)).astype(bool)
+    return out
+
+
+def is_one_piece(stats: LabelStats | None, min_share: float) -> bool:
+    """Whether a label is one connected piece in at least ``min_share`` of the training
+    cases that contain it (so stray pieces of its mask are errors)."""
+    return stats is not None and stats.cases > 0 and stats.single_component >= min_share
+
+
+def below_volume_floor(volume_mm3: float, stats: LabelStats | None, fraction: float) -> bool:
+    """Whether a mask is smaller than ``fraction`` of the label's 5th-percentile training
+    volume: too small to be that structure, so it is reported absent."""
+    return stats is not None and fraction > 0 and volume_mm3 < fraction * stats.volume_p05_mm3

@@ -1,0 +1,140 @@
+"""Mask clean-up: label shape statistics, the side a prompt names, largest piece, volume
+floor, and the predictor applying them."""
+
+import numpy as np
+import pytest
+import torch
+
+from lib.data.label_stats import LabelStats, label_stats, largest_piece_share, stats_from_json, stats_to_json
+from lib.data.vocab import Vocabulary
+from lib.inference.postprocess import (below_volume_floor, body_midline, drop_wrong_side, is_one_piece,
+                                       keep_largest_piece, prompt_side)
+
+VOCAB = Vocabulary.from_json({"labels": {
+    "liver": {"index": 1}, "left kidney": {"index": 2}, "right kidney": {"index": 3}, "liver lesion": {"index": 4},
+    "kidneys": {"parts": [2, 3]}}})
+
+
+def test_prompt_side():
+    assert prompt_side("left kidney") == "left"
+    assert prompt_side("Tumour in the RIGHT lung") == "right"
+    assert prompt_side("left and right kidney") is None
+    assert prompt_side("liver") is None and prompt_side("leftover tissue") is None
+
+
+def test_body_midline_is_the_centre_of_the_bright_voxels():
+    img = torch.full((20, 6, 6), -1.0)
+    img[4:13] = 0.5                       # body spans x = 4..12
+    assert body_midline(img) == pytest.approx(8.0)
+    assert body_midline(torch.zeros(9, 3, 3)) == pytest.approx(4.0)  # flat image: the grid centre
+
+
+def test_drop_wrong_side_removes_whole_pieces_beyond_the_midline():
+    p = torch.zeros(20, 6, 6)
+    p[2:6, 1:4, 1:4] = 0.9                # a piece on the low-x side (patient's left, RAS)
+    p[9:12, 1:4, 1:4] = 0.7               # straddles x = 10 but its centre (10) is left of 10.5
+    p[14:18, 1:4, 1:4] = 0.8              # a piece on the right
+    p[15, 5, 5] = 0.3                     # below threshold: not a piece, left alone
+    left = drop_wrong_side(p, "left", midline=10.5, threshold=0.5)
+    assert left[2:6].max() == pytest.approx(0.9) and left[9:12].max() == pytest.approx(0.7)
+    assert left[14:18, 1:4, 1:4].max() == 0 and left[15, 5, 5] == pytest.approx(0.3)
+    right = drop_wrong_side(p, "right", midline=10.5, threshold=0.5)
+    assert right[2:12].max() == 0 and right[14:18].max() == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="side"):
+        drop_wrong_side(p, "up", 10.0, 0.5)
+
+
+def test_keep_largest_piece():
+    m = np.zeros((8, 8, 8), bool)
+    m[0:2, 0:2, 0:2] = True      # 8 voxels
+    m[5, 5, 5] = True            # a stray voxel, not touching
+    m[3, 3, 3] = True            # touches nothing either
+    out = keep_largest_piece(m)
+    assert out.sum() == 8 and out[0:2, 0:2, 0:2].all() and not out[5, 5, 5]
+    diag = np.zeros((4, 4, 4), bool)
+    diag[0, 0, 0] = diag[1, 1, 1] = True  # corner-touching: one piece under 26-connectivity
+    assert keep_largest_piece(diag).sum() == 2
+    assert not keep_largest_piece(np.zeros((3, 3, 3), bool)).any()
+
+
+def test_label_stats_counts_pieces_and_volumes():
+    maps = []
+    for i in range(4):
+        lab = np.zeros((20, 20, 20), np.int16)
+        lab[2:12, 2:12, 2:2 + 5 + i] = 1                  # liver: one piece, 10*10*(5+i) voxels
+        lab[15:17, 15:17, 15:17] = 2                      # left kidney
+        if i < 2:                                         # lesions: two equal pieces in half the cases
+            lab[3:5, 3:5, 3:5] = 4
+            lab[8:10, 8:10, 3:5] = 4
+        maps.append(lab)
+    stats = label_stats(maps, VOCAB, voxel_mm3=8.0)
+    assert set(stats) == {"liver", "left kidney", "liver lesion"}  # absent and composite labels left out
+    assert stats["liver"].cases == 4 and stats["liver"].single_component == 1.0
+    liver_vox = [100 * 5 - 16, 100 * 6 - 16, 100 * 7, 100 * 8]   # the lesions replace liver voxels
+    assert stats["liver"].volume_p05_mm3 == pytest.approx(8.0 * np.percentile(liver_vox, 5))
+    assert stats["liver lesion"].cases == 2 and stats["liver lesion"].single_component == 0.0
+    assert largest_piece_share(maps[0] == 4) == 0.5
+    assert stats_from_json(stats_to_json(stats)) == stats
+
+
+def test_one_piece_and_volume_floor_rules():
+    organ = LabelStats(cases=10, single_component=0.95, volume_p05_mm3=1000.0)
+    lesion = LabelStats(cases=10, single_component=0.5, volume_p05_mm3=100.0)
+    assert is_one_piece(organ, 0.9) and not is_one_piece(lesion, 0.9) and not is_one_piece(None, 0.9)
+    assert below_volume_floor(249.0, organ, 0.25) and not below_volume_floor(250.0, organ, 0.25)
+    assert not below_volume_floor(1.0, organ, 0.0) and not below_volume_floor(1.0, None, 0.25)
+
+
+@pytest.fixture
+def crafted(tiny_checkpoint, phantom_studies):
+    """A predictor whose two passes are replaced by crafted probability maps."""
+    from lib.data.preprocess import load_volume
+    from lib.inference.service import load_predictor
+
+    predictor, _ = load_predictor(tiny_checkpoint)
+    encoded = predictor.encode(load_volume(str(phantom_studies / "phantom_0000.nii.gz")))
+    shape = encoded.shape
+    maps = {name: torch.zeros(shape) for name in ("liver", "left kidney")}
+    x0 = shape[0] // 2
+    maps["liver"][2:8, 2:8, 2:8] = 0.9
+    maps["liver"][x0:x0 + 2, 2:4, 2:4] = 0.9                   # a stray piece away from the liver
+    maps["left kidney"][shape[0] - 8:shape[0] - 4, 10:14, 2:6] = 0.8   # on the patient's right only
+    calls = []
+
+    def probabilities(enc, prompts):
+        calls.append(list(prompts))
+        p = torch.stack([maps[p] for p in prompts])
+        return p, p
+
+    predictor.probabilities = probabilities
+    predictor.label_stats = {n: LabelStats(cases=5, single_component=1.0, volume_p05_mm3=1.0)
+                             for n in ("liver", "left kidney")}
+    return predictor, encoded, calls
+
+
+def test_predictor_applies_side_check_and_largest_piece(crafted):
+    predictor, encoded, calls = crafted
+    liver, left = predictor.predict(encoded, ["liver", "left kidney"])
+    assert calls == [["liver", "left kidney"]]
+    assert not left.present and not left.mask.any()
+    assert liver.present
+    from scipy import ndimage
+    assert ndimage.label(liver.mask, structure=np.ones((3, 3, 3)))[1] == 1
+
+
+def test_predictor_clean_up_can_be_switched_off(crafted):
+    from dataclasses import replace
+
+    predictor, encoded, calls = crafted
+    predictor.cfg = replace(predictor.cfg, side_check=False, largest_piece=False)
+    liver, left = predictor.predict(encoded, ["liver", "left kidney"])
+    assert calls == [["liver", "left kidney"]] and left.present
+    from scipy import ndimage
+    assert ndimage.label(liver.mask, structure=np.ones((3, 3, 3)))[1] == 2
+
+
+def test_volume_floor_reports_a_tiny_mask_absent(crafted):
+    predictor, encoded, _ = crafted
+    predictor.label_stats["liver"] = LabelStats(cases=5, single_component=1.0, volume_p05_mm3=1e9)
+    (liver,) = predictor.predict(encoded, ["liver"])
+    assert not liver.present and not liver.mask.any() and liver.volume_mm3 == 0.0
