@@ -178,7 +178,6 @@ class Predictor:
         if cfg.side_check:
             p2 = self._side_check(encoded, prompts, p2)
         p2_orig = to_original_grid(p2, vol)
-        per_prompt = (time.perf_counter() - start) / len(prompts)
         results = []
         for k, (prompt, entry) in enumerate(zip(prompts, entries)):
             stats = self.label_stats.get(entry.name) if entry else None
@@ -192,11 +191,14 @@ class Predictor:
                 mask[:] = False
             results.append(PromptResult(
                 prompt=prompt, label=entry.name if entry else None, present=bool(present), mask=mask,
-                uncertainty=float(scalars[k]), volume_mm3=volume if present else 0.0, seconds=per_prompt,
+                uncertainty=float(scalars[k]), volume_mm3=volume if present else 0.0, seconds=0.0,
                 probability=p2_orig[k].numpy() if probabilities else None,
                 pass1_probability=p1_orig[k].numpy() if p1_orig is not None else None,
                 uncertainty_map=umap[k].numpy() if umap is not None else None,
             ))
+        per_prompt = (time.perf_counter() - start) / len(prompts)  # clean-up included
+        for r in results:
+            r.seconds = per_prompt
         return results
 
     def _side_check(self, encoded: EncodedImage, prompts: list[str], p2: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch
 from monai.transforms import RandAffined, RandGaussianNoise, RandScaleIntensity, RandShiftIntensity
 from tqdm import tqdm
 
+from ..config import FOCUS_SAMPLING
 from ..data.preprocess import COORD_SCALE_MM, coordinate_channels, load_volume, prepare, to_working_grid
 from ..data.vocab import LabelEntry, Vocabulary
 
@@ -83,8 +84,8 @@ class PatchSampler:
         self.coord_jitter_mm = tuple(float(j) for j in coord_jitter_mm)
         self.rng = np.random.default_rng(seed)
         self.augment = augment
-        if focus_sampling not in ("case", "label"):
-            raise ValueError(f"focus_sampling must be 'case' or 'label', got {focus_sampling!r}")
+        if focus_sampling not in FOCUS_SAMPLING:
+            raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {focus_sampling!r}")
         self.focus_sampling = focus_sampling
         self._values = [set(torch.unique(c.label).tolist()) - {0} for c in cases]  # labels per case
         self.affine = RandAffined(keys=("image", "label"), prob=0.5, rotate_range=(0.12, 0.12, 0.12),
