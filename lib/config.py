@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 MODALITY_CHOICES = ("auto", "CT", "MR")
 FOCUS_SAMPLING = ("case", "label")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ class TrainConfig:
         focus_sampling: how a patch's centre label is drawn: "case" (a case, then one of
             its labels; the bundled model's) or "label" (a label among all, then a case
             that has it: rare labels such as lesions are centred more often).
+        precision: "bf16" (bfloat16 autocast for the forward pass, about 1.7x faster steps
+            on a CPU with native bf16; float32 weights and losses; falls back to "fp32" on a
+            CPU without it) or "fp32".
         max_minutes: wall-clock budget; training stops early (and saves) when reached.
         val_every: steps between validation passes (0: only at the end).
         seed: sampling and initialisation seed.
@@ -132,6 +136,7 @@ class TrainConfig:
     w_pass2: float = 1.0
     coord_jitter_mm: tuple[float, float, float] = (10.0, 10.0, 80.0)
     focus_sampling: str = "case"
+    precision: str = "bf16"
     max_minutes: float = 0.0
     val_every: int = 0
     seed: int = 0
@@ -152,6 +157,8 @@ class TrainConfig:
         object.__setattr__(self, "coord_jitter_mm", tuple(float(j) for j in self.coord_jitter_mm))
         if self.focus_sampling not in FOCUS_SAMPLING:
             raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {self.focus_sampling!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.max_minutes < 0:
             raise ValueError(f"max_minutes must be >= 0, got {self.max_minutes!r}")
 

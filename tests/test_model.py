@@ -7,7 +7,7 @@ import torch
 from lib.config import TrainConfig
 from lib.model.build import SIZES, build_network, count_parameters, sized_config
 from lib.model.refiner import confidence_band, gated_update
-from lib.model.similarity import cosine_map, similarity_logits
+from lib.model.similarity import SimilarityHead, cosine_map, similarity_logits
 from lib.model.uncertainty import binary_entropy, scalar_uncertainty, uncertainty_map
 from lib.training.schedule import absent_fraction_at, loss_weights_at, lr_at, stage_at
 
@@ -131,3 +131,19 @@ def test_schedules_exact():
     assert lr_at(10, cfg) == pytest.approx(1e-3)
     assert lr_at(100, cfg) == pytest.approx(0.05e-3)
     assert lr_at(55, cfg) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))
+
+
+def test_head_logits_from_cosine_match_the_head():
+    torch.manual_seed(0)
+    head = SimilarityHead(text_dim=8, embed_dim=4, temperature=0.5)
+    v, t = torch.randn(3, 4, 2, 3, 2), torch.randn(3, 4)
+    assert torch.allclose(head.logits_from_cosine(cosine_map(v, t)), head(v, t), atol=1e-6)
+
+
+def test_cosine_map_stays_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    v, t = torch.randn(2, 8, 4, 4, 4), torch.randn(2, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cos = cosine_map(v.bfloat16(), t)
+    assert cos.dtype == torch.float32
+    assert torch.allclose(cos, cosine_map(v.bfloat16().float(), t), atol=1e-6)

@@ -66,8 +66,12 @@ def test_held_out_dice_far_above_chance(trained, phantom_studies, tmp_path):
 def test_checkpoint_holds_label_statistics_and_raw_masks_can_be_scored(trained, phantom_studies, tmp_path):
     from lib.model.checkpoint import load_checkpoint
 
+    from lib.training.precision import resolve_precision
+
     ckpt, vocab = trained
-    stats = load_checkpoint(ckpt)[2]["label_stats"]
+    meta = load_checkpoint(ckpt)[2]
+    assert meta["precision"] == resolve_precision("bf16")  # the default, as this CPU runs it
+    stats = meta["label_stats"]
     assert set(stats) <= set(vocab.names()) and stats["liver"]["cases"] == 3
     assert all(0.0 <= v["single_component"] <= 1.0 for v in stats.values())
     assert stats["liver"]["volume_p05_mm3"] > 1e5  # mm3: a liver is over 1 litre

@@ -41,7 +41,8 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
 
     With ``textseg_model``, that checkpoint is evaluated instead of training a new one; its
     metadata must show it was trained only on this training pool (plus, optionally, the
-    MRI sample), and SegResNet then gets the same wall-clock budget it used."""
+    MRI sample), and SegResNet then gets the same wall-clock budget and training precision
+    it used."""
     torch.set_num_threads(threads)
     start = time.perf_counter()
     train_dir, test_dir = work / "train", work / "test"
@@ -59,16 +60,19 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
             raise ValueError(f"{ckpt} was not trained on this pool only (other cases: {sorted(foreign)[:5]})")
         train_summary = meta
         minutes = round(meta["seconds"] / 60, 1)
+        precision = meta.get("precision", "fp32")  # checkpoints before the setting trained in float32
     else:
         ckpt = work / "textseg.pt"
         cfg = cfg.override(max_minutes=minutes)
         train_summary = train_from_studies([train_dir], ckpt, cfg, val_percent=0.0, resume=False, include=pool)
+        precision = train_summary["precision"]
         predictor, _ = load_predictor(ckpt)
     ts = evaluate_pairs(predictor, test_pairs, vocab)
 
     cases = load_cases(labelled_pairs(train_dir)[:n_train], cfg.model.working_spacing)
     net, indices, seg_info = train_segresnet(cases, vocab, cfg.train.patch_size, cfg.model.working_spacing,
-                                             baseline_minutes if baseline_minutes is not None else minutes)
+                                             baseline_minutes if baseline_minutes is not None else minutes,
+                                             precision=precision)
     del cases
     sr = evaluate_segresnet(net, indices, test_pairs, vocab, cfg.model.working_spacing, cfg.train.patch_size)
 

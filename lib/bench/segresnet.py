@@ -17,6 +17,7 @@ from ..data.preprocess import coordinate_channels, load_volume, prepare, to_orig
 from ..data.vocab import Vocabulary
 from ..evaluation import dice_nsd, summarize
 from ..training.data import Case, PatchSampler
+from ..training.precision import autocast, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +29,9 @@ def build_segresnet(n_labels: int, init_filters: int = 16) -> SegResNet:
 
 
 def train_segresnet(cases: list[Case], vocab: Vocabulary, patch_size, spacing: float, minutes: float,
-                    max_steps: int = 100_000, seed: int = 0, progress: bool = True):
-    """Train until the time budget is spent. Returns (net, class index list, info)."""
+                    max_steps: int = 100_000, seed: int = 0, progress: bool = True, precision: str = "bf16"):
+    """Train until the time budget is spent, with the same forward-pass precision as
+    textseg's training (``TrainConfig.precision``). Returns (net, class index list, info)."""
     indices = sorted(vocab.index_to_name())
     lut = torch.zeros(max(indices) + 1, dtype=torch.long)
     for c, i in enumerate(indices, start=1):
@@ -39,12 +41,15 @@ def train_segresnet(cases: list[Case], vocab: Vocabulary, patch_size, spacing: f
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     sampler = PatchSampler(cases, vocab, patch_size, spacing, seed=seed)
+    precision = resolve_precision(precision)
     start, step = time.perf_counter(), 0
     bar = tqdm(desc="segresnet", disable=not progress)
     while step < max_steps and time.perf_counter() - start < minutes * 60:
         x, lab, _, _ = sampler.patch()
         y = lut[lab.long().clamp(max=len(lut) - 1)][None, None]
-        loss = loss_fn(net(x), y)
+        with autocast(precision):
+            logits = net(x)
+        loss = loss_fn(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -52,7 +57,7 @@ def train_segresnet(cases: list[Case], vocab: Vocabulary, patch_size, spacing: f
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss):.3f}")
     bar.close()
-    return net.eval(), indices, {"steps": step, "seconds": round(time.perf_counter() - start, 1),
+    return net.eval(), indices, {"steps": step, "seconds": round(time.perf_counter() - start, 1), "precision": precision,
                                  "params": sum(p.numel() for p in net.parameters())}
 
 

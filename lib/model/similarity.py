@@ -29,10 +29,14 @@ def similarity_logits(voxels: torch.Tensor, prompts: torch.Tensor, temperature: 
 
 
 def cosine_map(voxels: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity between each voxel embedding and its prompt: (N, D, ...) x (N, D) -> (N, ...)."""
-    v = nn.functional.normalize(voxels, dim=1)
-    t = nn.functional.normalize(prompts, dim=1)
-    return torch.einsum("ndxyz,nd->nxyz", v, t)
+    """Cosine similarity between each voxel embedding and its prompt: (N, D, ...) x (N, D) -> (N, ...).
+
+    Always computed in float32, also under bf16 autocast: the logits are the cosine times a
+    scale of ~10, and bf16's 8-bit mantissa would quantise them in steps of ~0.05."""
+    with torch.autocast(voxels.device.type, enabled=False):
+        v = nn.functional.normalize(voxels.float(), dim=1)
+        t = nn.functional.normalize(prompts.float(), dim=1)
+        return torch.einsum("ndxyz,nd->nxyz", v, t)
 
 
 class SimilarityHead(nn.Module):
@@ -70,3 +74,8 @@ class SimilarityHead(nn.Module):
     def forward(self, voxels: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         """(N, D, X, Y, Z) x (N, D) -> (N, X, Y, Z) logits."""
         return similarity_logits(voxels, prompts, self.temperature, self.bias, self.log_scale.exp())
+
+    def logits_from_cosine(self, cosine: torch.Tensor) -> torch.Tensor:
+        """The same logits from an already computed (N, X, Y, Z) ``cosine_map`` (so a caller
+        that also needs the cosine computes it once)."""
+        return cosine * (self.log_scale.exp() / self.temperature) + self.bias

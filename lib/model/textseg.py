@@ -103,7 +103,8 @@ class TextSegNet(nn.Module):
         offset = self.adapter(enc.context, prompts)
         offset = F.interpolate(offset, size=enc.voxels.shape[2:], mode="trilinear", align_corners=False)
         voxels = enc.voxels.repeat_interleave(k, dim=0) + offset
-        return {"logits2": self.head(voxels, prompts), "cosine2": cosine_map(voxels, prompts)}
+        cosine = cosine_map(voxels, prompts)
+        return {"logits2": self.head.logits_from_cosine(cosine), "cosine2": cosine}
 
     def segment(self, enc: ImageEncoding, text_features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Both passes for K prompts per image.

@@ -19,6 +19,7 @@ from ..model.text_encoder import TextEncoder
 from ..model.textseg import TextSegNet
 from .data import Case, PatchSampler
 from .losses import TextSegLoss
+from .precision import as_float32, autocast, resolve_precision
 from .schedule import absent_fraction_at, loss_weights_at, lr_at, stage_at
 from .validate import validate
 
@@ -82,6 +83,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     if init is None and step == 0:
         net.head.set_text_center(vocab_features)
     criterion = TextSegLoss()
+    precision = resolve_precision(tc.precision)
     start = time.perf_counter()
     budget = tc.max_minutes * 60 if tc.max_minutes > 0 else float("inf")
     history: list[dict] = []
@@ -108,7 +110,9 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, sched)
         x, prompts, targets = sampler.sample(tc.prompts_per_image, absent_fraction_at(step, sched))
-        outputs = net(x, text.encode(prompts))
+        features = text.encode(prompts)
+        with autocast(precision):
+            outputs = as_float32(net(x, features))
         loss, parts = criterion(outputs, targets, loss_weights_at(step, sched))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -135,7 +139,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     summary = {"steps": step, "seconds": round(seconds, 1), "stopped_early": stopped_early,
                "losses": {k: round(v, 4) for k, v in running.items()}, "validation": val, "history": history,
                "train_cases": [c.id for c in cases], "val_cases": [c.id for c in (val_cases or [])],
-               "train_config": asdict(tc), "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
+               "train_config": asdict(tc), "precision": precision, "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
     net.eval()
     save_checkpoint(out, net, vocab, meta=summary)
     if rpath.exists() and not stopped_early:
