@@ -7,8 +7,8 @@ import torch
 
 from lib.data.label_stats import LabelStats, label_stats, largest_piece_share, stats_from_json, stats_to_json
 from lib.data.vocab import Vocabulary
-from lib.inference.postprocess import (below_volume_floor, body_midline, drop_wrong_side, is_one_piece,
-                                       keep_largest_piece, prompt_side)
+from lib.inference.postprocess import (below_volume_floor, body_midline, drop_smaller_pieces, drop_wrong_side,
+                                       is_one_piece, keep_largest_piece, prompt_side)
 
 VOCAB = Vocabulary.from_json({"labels": {
     "liver": {"index": 1}, "left kidney": {"index": 2}, "right kidney": {"index": 3}, "liver lesion": {"index": 4},
@@ -55,6 +55,26 @@ def test_keep_largest_piece():
     diag[0, 0, 0] = diag[1, 1, 1] = True  # corner-touching: one piece under 26-connectivity
     assert keep_largest_piece(diag).sum() == 2
     assert not keep_largest_piece(np.zeros((3, 3, 3), bool)).any()
+
+
+def test_drop_smaller_pieces_survives_resampling_to_a_finer_grid():
+    """Zeroing the smaller pieces on the working grid leaves, after linear upsampling and
+    thresholding, exactly the largest piece's upsampled mask."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(12, 12, 12, generator=g) * 0.4         # background below 0.5
+    p[1:6, 1:6, 1:6] = 0.6 + 0.3 * torch.rand(5, 5, 5, generator=g)   # the organ
+    p[8:10, 8:10, 8:10] = 0.95                            # a stray piece, two voxels away
+    out = drop_smaller_pieces(p, 0.5)
+    assert out[8:10, 8:10, 8:10].eq(0).all() and torch.equal(out[:7, :7, :7], p[:7, :7, :7])
+
+    def up(x):
+        return F.interpolate(x[None, None], scale_factor=3, mode="trilinear", align_corners=True)[0, 0] >= 0.5
+
+    fine = up(p).numpy()
+    assert np.array_equal(up(out).numpy(), keep_largest_piece(fine)) and fine.sum() > up(out).sum()
+    assert torch.equal(drop_smaller_pieces(torch.zeros(3, 3, 3), 0.5), torch.zeros(3, 3, 3))
 
 
 def test_label_stats_counts_pieces_and_volumes():

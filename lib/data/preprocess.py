@@ -144,6 +144,12 @@ def prepare(img: MetaTensor, spacing: float, modality: str = "auto") -> WorkingV
 def to_original_grid(values: torch.Tensor, vol: WorkingVolume, mode: str = "bilinear") -> torch.Tensor:
     """Resample working-grid maps back onto the input's grid.
 
+    When the input grid's axes are parallel to the working grid's (any order and
+    direction: the usual case, since the working grid is the input reoriented to RAS),
+    linear interpolation is done axis by axis (``separable_resample``), which is exact and
+    an order of magnitude faster than a full sampling grid. Oblique inputs, and "nearest",
+    go through MONAI's ``SpatialResample``. Border padding in both.
+
     Args:
         values: (N, X, Y, Z) maps on the working grid (probabilities, uncertainties).
         vol: the WorkingVolume they belong to.
@@ -152,10 +158,51 @@ def to_original_grid(values: torch.Tensor, vol: WorkingVolume, mode: str = "bili
     Returns:
         (N, X0, Y0, Z0) float32 on the original grid.
     """
+    axes = axis_aligned_map(vol.affine, vol.original_affine, vol.original_shape)
+    if mode == "bilinear" and axes is not None:
+        return separable_resample(values.float(), axes)
     src = MetaTensor(values.float(), affine=vol.affine)
     out = SpatialResample(mode=mode, padding_mode="border", dtype=torch.float32)(
         src, dst_affine=vol.original_affine, spatial_size=vol.original_shape)
     return out.as_tensor()
+
+
+def axis_aligned_map(src_affine: torch.Tensor, dst_affine: torch.Tensor, dst_shape: tuple[int, int, int],
+                     tol: float = 1e-6) -> list[tuple[int, torch.Tensor]] | None:
+    """For each destination axis a: the source axis it runs along and the source voxel
+    coordinate of each of its ``dst_shape[a]`` voxels. None when an axis of the destination
+    grid is not parallel to one of the source grid (an oblique input)."""
+    m = torch.linalg.inv(torch.as_tensor(src_affine, dtype=torch.float64)) @ torch.as_tensor(dst_affine, dtype=torch.float64)
+    rot = m[:3, :3]
+    scale = rot.abs().max()
+    axes: list[tuple[int, torch.Tensor]] = []
+    for a in range(3):
+        col = rot[:, a]
+        big = (col.abs() > tol * scale).nonzero().flatten().tolist()
+        if len(big) != 1:
+            return None
+        w = big[0]
+        axes.append((w, col[w] * torch.arange(dst_shape[a], dtype=torch.float64) + m[w, 3]))
+    if len({w for w, _ in axes}) != 3:
+        return None
+    return axes
+
+
+def separable_resample(values: torch.Tensor, axes: list[tuple[int, torch.Tensor]]) -> torch.Tensor:
+    """Linear interpolation of (N, X, Y, Z) maps at the coordinates of ``axis_aligned_map``,
+    one axis at a time (trilinear interpolation is the product of three 1D ones); points
+    outside the source take the border value. Returns (N, X0, Y0, Z0)."""
+    out = values
+    for w, coords in axes:
+        n = out.shape[1 + w]
+        c = coords.clamp(0, n - 1)
+        i0 = c.floor().long().clamp(max=n - 1)
+        i1 = (i0 + 1).clamp(max=n - 1)
+        shape = [1, 1, 1, 1]
+        shape[1 + w] = -1
+        t = (c - i0).to(out.dtype).view(shape)
+        out = out.index_select(1 + w, i0) * (1 - t) + out.index_select(1 + w, i1) * t
+    return out.permute(0, *(1 + w for w, _ in axes)).contiguous()
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = 8) -> tuple[torch.Tensor, tuple[int, int, int]]:

@@ -76,6 +76,22 @@ def keep_largest_piece(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def drop_smaller_pieces(p: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Zero the voxels of ``p >= threshold`` outside its largest 26-connected piece.
+
+    Run on the working grid before resampling: two voxels of one 2x2x2 interpolation cell
+    are always 26-connected, so no cell mixes the kept piece with a dropped one, and the
+    linearly resampled map thresholds to the kept piece only (a convex combination of
+    values below the threshold stays below it). (X, Y, Z) -> (X, Y, Z)."""
+    mask = (p >= threshold).numpy()
+    drop = mask & ~keep_largest_piece(mask)
+    if not drop.any():
+        return p
+    out = p.clone()
+    out[torch.from_numpy(drop)] = 0.0
+    return out
+
+
 def is_one_piece(stats: LabelStats | None, min_share: float) -> bool:
     """Whether a label is one connected piece in at least ``min_share`` of the training
     cases that contain it (so stray pieces of its mask are errors)."""

@@ -20,7 +20,7 @@ from ..data.vocab import Vocabulary, normalize_prompt
 from ..model.text_encoder import TextEncoder
 from ..model.textseg import ImageEncoding, TextSegNet
 from ..model.uncertainty import candidate_region, scalar_uncertainty, uncertainty_map
-from .postprocess import below_volume_floor, body_midline, drop_wrong_side, is_one_piece, keep_largest_piece, prompt_side
+from .postprocess import below_volume_floor, body_midline, drop_smaller_pieces, drop_wrong_side, is_one_piece, prompt_side
 
 logger = logging.getLogger(__name__)
 
@@ -163,9 +163,10 @@ class Predictor:
 
         After the two passes, masks are cleaned (see ``ModelConfig``): a prompt naming one
         side loses pieces on the other side of the midline; a known label that is one piece
-        in training keeps its largest piece; a mask below the label's volume floor is
-        reported absent. The reported probability map is the one after the side check; the
-        scalar uncertainty is the two passes' own."""
+        in training keeps its largest piece (both on the working grid, before resampling);
+        a mask below the label's volume floor is reported absent. The reported probability
+        map is the one after the side check and the largest piece; the scalar uncertainty
+        is the two passes' own."""
         start = time.perf_counter()
         if not prompts:
             return []
@@ -175,15 +176,16 @@ class Predictor:
         scalars = scalar_uncertainty(p1, p2, cfg.alpha, cfg.tau)
         umap = to_original_grid(uncertainty_map(p1, p2, cfg.alpha), vol) if uncertainty_maps else None
         p1_orig = to_original_grid(p1, vol) if uncertainty_maps else None
+        stats_of = [self.label_stats.get(e.name) if e else None for e in entries]
         if cfg.side_check:
             p2 = self._side_check(encoded, prompts, p2)
+        if cfg.largest_piece:
+            p2 = torch.stack([drop_smaller_pieces(p, cfg.threshold) if is_one_piece(st, ONE_PIECE_SHARE) else p
+                              for p, st in zip(p2, stats_of)])
         p2_orig = to_original_grid(p2, vol)
         results = []
-        for k, (prompt, entry) in enumerate(zip(prompts, entries)):
-            stats = self.label_stats.get(entry.name) if entry else None
+        for k, (prompt, entry, stats) in enumerate(zip(prompts, entries, stats_of)):
             mask = (p2_orig[k] >= cfg.threshold).numpy()
-            if cfg.largest_piece and is_one_piece(stats, ONE_PIECE_SHARE):
-                mask = keep_largest_piece(mask)
             volume = float(mask.sum()) * vol.voxel_volume_mm3
             present = (volume >= max(cfg.min_volume_mm3, 1e-9) and mask.any()
                        and not below_volume_floor(volume, stats, cfg.min_volume_fraction))
