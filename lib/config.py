@@ -113,7 +113,7 @@ class TrainConfig:
         focus_sampling: how a patch's centre label is drawn: "case" (a case, then one of
             its labels; the bundled model's) or "label" (a label among all, then a case
             that has it: rare labels such as lesions are centred more often).
-        precision: "bf16" (bfloat16 autocast for the forward pass, about 1.7x faster steps
+        precision: "bf16" (bfloat16 autocast for the forward pass, about 1.4x faster steps
             on a CPU with native bf16; float32 weights and losses; falls back to "fp32" on a
             CPU without it) or "fp32".
         max_minutes: wall-clock budget; training stops early (and saves) when reached.

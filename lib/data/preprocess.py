@@ -145,10 +145,11 @@ def to_original_grid(values: torch.Tensor, vol: WorkingVolume, mode: str = "bili
     """Resample working-grid maps back onto the input's grid.
 
     When the input grid's axes are parallel to the working grid's (any order and
-    direction: the usual case, since the working grid is the input reoriented to RAS),
-    linear interpolation is done axis by axis (``separable_resample``), which is exact and
-    an order of magnitude faster than a full sampling grid. Oblique inputs, and "nearest",
-    go through MONAI's ``SpatialResample``. Border padding in both.
+    direction; always so for a working grid made by ``prepare``, which keeps even an
+    oblique input's directions), linear interpolation is done axis by axis
+    (``separable_resample``): the same values as a full sampling grid, an order of
+    magnitude faster. Other grid pairs, and "nearest", go through MONAI's
+    ``SpatialResample``. Border padding in both.
 
     Args:
         values: (N, X, Y, Z) maps on the working grid (probabilities, uncertainties).
