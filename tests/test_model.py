@@ -6,7 +6,7 @@ import torch
 
 from lib.config import TrainConfig
 from lib.model.build import SIZES, build_network, count_parameters, sized_config
-from lib.model.refiner import confidence_band, gated_update
+from lib.model.refiner import GatedRefiner, confidence_band, gated_update
 from lib.model.similarity import SimilarityHead, cosine_map, similarity_logits
 from lib.model.uncertainty import binary_entropy, scalar_uncertainty, uncertainty_map
 from lib.training.schedule import absent_fraction_at, loss_weights_at, lr_at, stage_at
@@ -107,6 +107,30 @@ def test_refiner_never_changes_confident_voxels(tiny):
     p1 = torch.sigmoid(out["logit1"])
     outside = (p1 - 0.5).abs() >= 0.35
     assert torch.equal(out["logit2"][outside], out["logit1"][outside])
+
+
+def test_refiner_band_only_equals_dense_gate():
+    """The refiner computes its correction only inside the band; values and gradients must
+    equal the dense reference (correction at every voxel, then the gate)."""
+    torch.manual_seed(0)
+    refiner = GatedRefiner(8, 16, tau=0.35)
+    with torch.no_grad():
+        for p in refiner.parameters():
+            p.normal_()
+    g = torch.randn(2, 8, 6, 5, 4, requires_grad=True)
+    logit1 = (3 * torch.randn(6, 6, 5, 4)).requires_grad_()  # K = 3 prompts per image
+    prompts = torch.randn(6, 16)
+    sparse = refiner(g, logit1, prompts)
+    dense = gated_update(logit1, refiner.dense_delta(g, logit1, prompts), tau=0.35)
+    band = confidence_band(torch.sigmoid(logit1), 0.35).bool()
+    assert 0 < band.sum() < band.numel()
+    assert torch.allclose(sparse, dense, atol=1e-5)
+    params = [g, logit1, refiner.film.weight, refiner.film.bias, refiner.out_weight, refiner.out_bias]
+    for a, b in zip(torch.autograd.grad(sparse.square().sum(), params),
+                    torch.autograd.grad(dense.square().sum(), params)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-3)
+    far = torch.full_like(logit1, 9.0)  # no voxel in the band: pass 2 returns pass 1
+    assert torch.equal(refiner(g, far, prompts), far)
 
 
 def test_uncertainty_exact_values():

@@ -53,6 +53,12 @@ class GatedRefiner(nn.Module):
     def forward(self, g: torch.Tensor, logit1: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         """Refine K prompts per image.
 
+        The correction is computed only at the voxels inside the band (gathered, then
+        scattered back): outside it the gate multiplies the correction by zero, so computing
+        it there would cost time and change nothing, neither the output nor any gradient.
+        Results equal ``gated_update(logit1, dense_delta, tau)`` (``dense_delta`` computes
+        every voxel; kept for tests).
+
         Args:
             g: (B, width, X, Y, Z) from ``image_features`` (or a crop of it).
             logit1: (B*K, X, Y, Z) pass-1 logits on the same grid.
@@ -61,9 +67,23 @@ class GatedRefiner(nn.Module):
         Returns:
             (B*K, X, Y, Z) refined logits; equal to ``logit1`` outside the band.
         """
+        n, k = logit1.shape[0], logit1.shape[0] // g.shape[0]
+        flat1 = logit1.reshape(n, -1)
+        band = confidence_band(torch.sigmoid(flat1.detach()), self.tau) > 0
+        rows, vox = band.nonzero(as_tuple=True)  # M band voxels over all prompts
+        if rows.numel() == 0:
+            return logit1
+        gamma, beta, w = self.film(prompts).chunk(3, dim=1)  # (N, width) each
+        features = g.reshape(g.shape[0], g.shape[1], -1).transpose(1, 2)[rows // k, vox]  # (M, width)
+        h = features * (1 + gamma[rows]) + beta[rows] + w[rows] * flat1.detach()[rows, vox, None] / 4.0
+        delta = nn.functional.leaky_relu(h, 0.01) @ self.out_weight.to(h.dtype) + self.out_bias
+        correction = torch.zeros_like(flat1).index_put((rows, vox), delta.to(flat1.dtype))
+        return logit1 + correction.view_as(logit1)
+
+    def dense_delta(self, g: torch.Tensor, logit1: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        """The correction at every voxel, before gating: (B*K, X, Y, Z). Reference for tests."""
         k = logit1.shape[0] // g.shape[0]
         gamma, beta, w = (v[..., None, None, None] for v in self.film(prompts).chunk(3, dim=1))
         h = g.repeat_interleave(k, dim=0) * (1 + gamma) + beta + w * logit1.detach().unsqueeze(1) / 4.0
         h = nn.functional.leaky_relu(h, 0.01)
-        delta = torch.einsum("nwxyz,w->nxyz", h, self.out_weight) + self.out_bias
-        return gated_update(logit1, delta, self.tau)
+        return torch.einsum("nwxyz,w->nxyz", h, self.out_weight) + self.out_bias
