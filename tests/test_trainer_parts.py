@@ -9,7 +9,7 @@ from lib.data.studies_index import in_validation, split
 from lib.data.vocab import LabelEntry, Vocabulary
 from lib.datastore import LabelError, check_label_file, label_indices
 from lib.trainers.textseg import apply_mapping, remap_names
-from lib.training.loop import fit_steps
+from lib.training.loop import fit_steps, recent_pace
 
 
 def test_split_is_stable_when_cases_are_added():
@@ -68,6 +68,18 @@ def test_check_label_file(tmp_path):
 
 
 def test_fit_steps_exact():
-    # 20 steps took 10 s; 100 s of budget left in total -> 90 s more at 0.5 s/step * 0.97
-    assert fit_steps(20, 0, 10.0, 100.0) == 20 + int(0.97 * 90 / 0.5)
-    assert fit_steps(20, 0, 10.0, 5.0) == 21
+    # at 0.5 s a step, 90 s left -> 0.97 * 90 / 0.5 more steps, capped by the configured limit
+    assert fit_steps(20, 0.5, 90.0, 10_000) == 20 + int(0.97 * 90 / 0.5)
+    assert fit_steps(20, 0.5, 90.0, 100) == 100
+    assert fit_steps(20, 0.5, 0.1, 10_000) == 21
+    assert fit_steps(20, 0.5, -3.0, 10_000) == 21
+
+
+def test_recent_pace_follows_the_last_steps():
+    # 1 s a step for the first 100 steps, then 0.5 s a step: the recent pace is 0.5
+    marks = [(s, float(s)) for s in range(0, 101, 20)] + [(100 + s, 100 + 0.5 * s) for s in range(20, 401, 20)]
+    assert recent_pace(marks, window=200) == pytest.approx(0.5)
+    assert recent_pace(marks[:3], window=200) == pytest.approx(1.0)
+    assert recent_pace(marks[:1], window=200) == pytest.approx(0.0)
+
+

@@ -128,3 +128,19 @@ def test_absent_structure_gives_an_empty_mask(trained, phantom_studies, tmp_path
     results = predictor.segment(load_volume(str(path)), ["left lung", "right lung"])[1]
     assert [r.present for r in results] == [False, False]
     assert all(not r.mask.any() for r in results)
+
+
+def test_time_budget_fits_the_schedule(phantom_studies, tmp_path):
+    """With a budget far below the configured steps, the schedule (learning-rate decay and
+    stage 2 included) is fitted to the budget and the run ends on time."""
+    cfg = {"model": CONFIG["model"], "train": {**CONFIG["train"], "steps": 100_000, "max_minutes": 0.15}}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    ckpt = tmp_path / "budget.pt"
+    assert main(["train", "--studies", str(phantom_studies), "--out", str(ckpt), "--config",
+                 str(tmp_path / "cfg.json"), "--val-percent", "0"]) == 0
+    from lib.model.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(ckpt)[2]
+    assert 20 < meta["schedule_steps"] < 100_000
+    assert meta["steps"] == meta["schedule_steps"] or meta["stopped_early"]
+    assert meta["seconds"] <= 0.15 * 60 + 3.0

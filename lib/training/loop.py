@@ -26,10 +26,23 @@ from .validate import validate
 logger = logging.getLogger(__name__)
 
 
-def fit_steps(step: int, first_step: int, elapsed: float, budget_left: float, margin: float = 0.97) -> int:
-    """Total steps that fit a time budget, from the pace of the steps run so far."""
-    per_step = elapsed / max(1, step - first_step)
-    return max(step + 1, step + int(margin * (budget_left - elapsed) / per_step))
+def fit_steps(step: int, pace: float, seconds_left: float, limit: int, margin: float = 0.97) -> int:
+    """Total steps that fit a time budget: the steps done plus what ``margin`` of the
+    seconds left allows at ``pace`` seconds a step, at most ``limit``, at least one more."""
+    more = int(margin * max(0.0, seconds_left) / max(pace, 1e-9))
+    return max(step + 1, min(limit, step + more))
+
+
+def recent_pace(marks: list[tuple[int, float]], window: int = 200) -> float:
+    """Seconds per step over (about) the last ``window`` steps of ``marks``, a list of
+    (step, time) pairs in order. The first steps are slower (a fresh network's pass 1 is
+    unsure everywhere, so the refiner runs on every voxel) and another process may slow a
+    stretch of the run; the recent pace follows what the run does now."""
+    last_step, last_time = marks[-1]
+    first_step, first_time = next(((s, t) for s, t in marks if last_step - s <= window), marks[0])
+    if last_step == first_step:
+        first_step, first_time = marks[0]
+    return (last_time - first_time) / max(1, last_step - first_step)
 
 
 def resume_path(out: Path) -> Path:
@@ -90,20 +103,22 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     running: dict[str, float] = {}
     bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
     stopped_early = False
-    sched = tc  # the schedule; shrunk to what fits when a time budget is set
-    first_step, first_time = step, None
+    sched = tc  # the schedule; fitted to the time budget when one is set
+    marks: list[tuple[int, float]] = []  # (step, time) every 20 steps, for the pace
     while step < sched.steps:
-        if tc.max_minutes > 0 and first_time is not None and step > first_step and (step - first_step) % 20 == 0:
-            # re-fit every 20 steps (only ever shrinking), so a slower pace still ends the
-            # schedule, with its decayed learning rate and stage 2, inside the budget
-            fit = fit_steps(step, first_step, time.perf_counter() - first_time, budget - (first_time - start))
-            if fit < sched.steps:
-                sched = replace(tc, steps=fit)
-                logger.info("time budget: schedule compressed to %d steps", fit)
-                bar.total = fit
-        if first_time is None:
-            first_time = time.perf_counter()
-        if time.perf_counter() - start > budget:
+        now = time.perf_counter()
+        if tc.max_minutes > 0 and (not marks or step - marks[-1][0] >= 20):
+            marks = [*marks[-20:], (step, now)]
+            if len(marks) > 1:
+                # re-fit every 20 steps from the recent pace (shrinking or growing back up to
+                # the configured steps), so the schedule, with its decayed learning rate and
+                # stage 2, ends inside the budget
+                fit = fit_steps(step, recent_pace(marks), budget - (now - start), tc.steps)
+                if fit != sched.steps:
+                    logger.debug("time budget: schedule fitted to %d steps", fit)
+                    sched = replace(tc, steps=fit)
+                    bar.total = fit
+        if now - start > budget:
             stopped_early = True
             logger.info("time budget of %.1f min reached at step %d", tc.max_minutes, step)
             break
