@@ -104,16 +104,18 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
     stopped_early = False
     sched = tc  # the schedule; fitted to the time budget when one is set
+    first_step = step
     marks: list[tuple[int, float]] = []  # (step, time) every 20 steps, for the pace
     while step < sched.steps:
         now = time.perf_counter()
-        if tc.max_minutes > 0 and (not marks or step - marks[-1][0] >= 20):
-            marks = [*marks[-20:], (step, now)]
-            if len(marks) > 1:
-                # re-fit every 20 steps from the recent pace (shrinking or growing back up to
+        if tc.max_minutes > 0 and step > first_step:  # the first step carries one-off costs
+            if not marks or step - marks[-1][0] >= 20:
+                marks = [*marks[-20:], (step, now)]
+            if step - marks[0][0] >= 5:
+                # re-fit at every step from the recent pace (shrinking, or growing back up to
                 # the configured steps), so the schedule, with its decayed learning rate and
                 # stage 2, ends inside the budget
-                fit = fit_steps(step, recent_pace(marks), budget - (now - start), tc.steps)
+                fit = fit_steps(step, recent_pace([*marks, (step, now)]), budget - (now - start), tc.steps)
                 if fit != sched.steps:
                     logger.debug("time budget: schedule fitted to %d steps", fit)
                     sched = replace(tc, steps=fit)
