@@ -40,6 +40,7 @@ class GatedRefiner(nn.Module):
     def __init__(self, c1: int, embed_dim: int, tau: float, width: int = 8) -> None:
         super().__init__()
         self.tau = tau
+        self.dense_above = 0.3  # band share of voxels above which the dense path is faster
         self.image = DecomposedConv(c1, width)
         self.film = nn.Linear(embed_dim, 3 * width)
         # per-voxel read-out (an einsum: a 1-output Conv3d has a very slow backward on CPU)
@@ -56,6 +57,8 @@ class GatedRefiner(nn.Module):
         The correction is computed only at the voxels inside the band (gathered, then
         scattered back): outside it the gate multiplies the correction by zero, so computing
         it there would cost time and change nothing, neither the output nor any gradient.
+        When the band holds more than ``dense_above`` of the voxels (a fresh network is
+        unsure everywhere) the dense computation is faster and is used instead.
         Results equal ``gated_update(logit1, dense_delta, tau)`` (``dense_delta`` computes
         every voxel; kept for tests).
 
@@ -73,6 +76,8 @@ class GatedRefiner(nn.Module):
         rows, vox = band.nonzero(as_tuple=True)  # M band voxels over all prompts
         if rows.numel() == 0:
             return logit1
+        if rows.numel() > self.dense_above * band.numel():  # a wide band: dense is faster
+            return gated_update(logit1, self.dense_delta(g, logit1, prompts), self.tau)
         gamma, beta, w = self.film(prompts).chunk(3, dim=1)  # (N, width) each
         features = g.reshape(g.shape[0], g.shape[1], -1).transpose(1, 2)[rows // k, vox]  # (M, width)
         h = features * (1 + gamma[rows]) + beta[rows] + w[rows] * flat1.detach()[rows, vox, None] / 4.0
