@@ -130,6 +130,8 @@ def test_refiner_band_only_equals_dense_gate():
     for a, b in zip(torch.autograd.grad(sparse.square().sum(), params),
                     torch.autograd.grad(dense.square().sum(), params)):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-3)
+    refiner.dense_above = 0.0  # the dense path for wide bands gives the same values
+    assert torch.allclose(refiner(g, logit1, prompts), dense, atol=1e-5)
     far = torch.full_like(logit1, 9.0)  # no voxel in the band: pass 2 returns pass 1
     assert torch.equal(refiner(g, far, prompts), far)
 

@@ -72,12 +72,13 @@ class GatedRefiner(nn.Module):
         """
         n, k = logit1.shape[0], logit1.shape[0] // g.shape[0]
         flat1 = logit1.reshape(n, -1)
-        band = confidence_band(torch.sigmoid(flat1.detach()), self.tau) > 0
-        rows, vox = band.nonzero(as_tuple=True)  # M band voxels over all prompts
-        if rows.numel() == 0:
+        band = confidence_band(torch.sigmoid(flat1.detach()), self.tau)  # (N, V) 0/1
+        m = int(band.sum())  # band voxels over all prompts
+        if m == 0:
             return logit1
-        if rows.numel() > self.dense_above * band.numel():  # a wide band: dense is faster
-            return gated_update(logit1, self.dense_delta(g, logit1, prompts), self.tau)
+        if m > self.dense_above * band.numel():  # a wide band: dense is faster
+            return logit1 + band.view_as(logit1) * self.dense_delta(g, logit1, prompts)  # = gated_update
+        rows, vox = band.nonzero(as_tuple=True)  # (M,) each
         gamma, beta, w = self.film(prompts).chunk(3, dim=1)  # (N, width) each
         features = g.reshape(g.shape[0], g.shape[1], -1).transpose(1, 2)[rows // k, vox]  # (M, width)
         h = features * (1 + gamma[rows]) + beta[rows] + w[rows] * flat1.detach()[rows, vox, None] / 4.0
