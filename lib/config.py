@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 MODALITY_CHOICES = ("auto", "CT", "MR")
-FOCUS_SAMPLING = ("case", "label")
+FOCUS_SAMPLING = ("case", "label", "adaptive")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -111,8 +111,9 @@ class TrainConfig:
         coord_jitter_mm: per-axis range (mm, uniform +-) of a random shift of the
             coordinate channels of each training patch (see ``PatchSampler``).
         focus_sampling: how a patch's centre label is drawn: "case" (a case, then one of
-            its labels; the bundled model's) or "label" (a label among all, then a case
-            that has it: rare labels such as lesions are centred more often).
+            its labels), "label" (a label among all, then a case that has it: rare labels
+            such as lesions are centred more often) or "adaptive" (label first, weighted by
+            each label's running soft-Dice loss: hard and collapsed labels more often).
         precision: "bf16" (bfloat16 autocast for the forward pass, about 1.4x faster steps
             on a CPU with native bf16; float32 weights and losses; falls back to "fp32" on a
             CPU without it) or "fp32".

@@ -2,6 +2,7 @@
 channels are shifted only within the configured range."""
 
 import numpy as np
+import pytest
 import torch
 
 from lib.data.preprocess import COORD_SCALE_MM, coordinate_channels
@@ -74,3 +75,38 @@ def test_label_first_focus_sampling_centres_rare_labels_more_often():
         assert 0.18 < sum(focus == 0 for _, focus in picks) / len(picks) < 0.32
         shares[mode] = len(small) / len(picks)
     assert 0.31 < shares["label"] < 0.44 and 0.05 < shares["case"] < 0.15
+
+
+def test_label_difficulty_tracks_present_prompts_only():
+    from lib.training.difficulty import LabelDifficulty
+
+    d = LabelDifficulty(decay=0.5)
+    target = torch.zeros(3, 8, 8, 8)
+    target[0, 2:6, 2:6, 2:6] = 1
+    target[1, 2:6, 2:6, 2:6] = 1
+    logits = torch.full_like(target, -20.0)
+    logits[0][target[0] > 0] = 20.0  # prompt 0 right, prompt 1 says "nowhere", prompt 2 absent
+    d.update(["right", "missed", "absent"], logits, target)
+    assert d.value("right") == pytest.approx(0.5 * 1.0 + 0.5 * 0.0, abs=1e-3)
+    assert d.value("missed") == pytest.approx(0.5 * 1.0 + 0.5 * (1 - 1 / 65), abs=1e-3)
+    assert "absent" not in d.values and d.value("absent") == 1.0
+    assert d.weight("right") == pytest.approx(0.5 ** 0.5, abs=1e-3)
+    with pytest.raises(ValueError):
+        d.update(["one"], logits, target)
+
+
+def test_adaptive_focus_sampling_centres_hard_labels_more_often():
+    """Label 2 is in one case of four; "adaptive" draws the focus label with probability
+    proportional to the square root of its running loss."""
+    with_small = _case()
+    cases = [with_small] + [Case(id=f"b{i}", image=with_small.image, label=(with_small.label == 1).to(torch.int16),
+                                 modality="CT") for i in range(3)]
+    sampler = PatchSampler(cases, _vocab(), (16, 16, 16), 2.0, seed=5, augment=False, focus_sampling="adaptive")
+    sampler.difficulty.values.update({"big": 0.01, "small": 0.81})  # weights 0.1 and 0.9
+    picks = [sampler._pick_case() for _ in range(1000)]
+    share = sum(focus == 2 for _, focus in picks) / len(picks)
+    assert 0.75 * 0.9 - 0.06 < share < 0.75 * 0.9 + 0.06
+    assert {case.id for case, focus in picks if focus == 2} == {"c"}
+    sampler.difficulty.values.update({"big": 0.81, "small": 0.01})
+    picks = [sampler._pick_case() for _ in range(1000)]
+    assert sum(focus == 2 for _, focus in picks) / len(picks) < 0.75 * 0.1 + 0.04

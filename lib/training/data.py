@@ -15,6 +15,7 @@ from tqdm import tqdm
 from ..config import FOCUS_SAMPLING
 from ..data.preprocess import COORD_SCALE_MM, coordinate_channels, load_volume, prepare, to_working_grid
 from ..data.vocab import LabelEntry, Vocabulary
+from .difficulty import LabelDifficulty
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,9 @@ class PatchSampler:
             centred lower than an abdomen); the shift keeps the network from trusting them
             more than the image.
         focus_sampling: "case" (a case first, then one of its labels as the patch's
-            centre) or "label" (a label first, then a case that has it).
+            centre), "label" (a label first, then a case that has it) or "adaptive" (a
+            label first, weighted by its running difficulty, see ``LabelDifficulty``; the
+            trainer feeds ``difficulty`` after every step).
     """
 
     def __init__(self, cases: list[Case], vocab: Vocabulary, patch_size: tuple[int, int, int], spacing: float,
@@ -87,7 +90,10 @@ class PatchSampler:
         if focus_sampling not in FOCUS_SAMPLING:
             raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {focus_sampling!r}")
         self.focus_sampling = focus_sampling
+        self.difficulty = LabelDifficulty() if focus_sampling == "adaptive" else None
         self._values = [set(torch.unique(c.label).tolist()) - {0} for c in cases]  # labels per case
+        # (modality, label value) -> name of its single-label entry, for adaptive weights
+        self._names = {(e.modality, e.indices[0]): e.name for e in vocab if len(e.indices) == 1}
         self.affine = RandAffined(keys=("image", "label"), prob=0.5, rotate_range=(0.12, 0.12, 0.12),
                                   scale_range=(0.1, 0.1, 0.1), mode=("bilinear", "nearest"), padding_mode="border")
         self.affine.set_random_state(seed)
@@ -102,17 +108,25 @@ class PatchSampler:
         75% of the time, a focus label: with ``focus_sampling`` "case", a case drawn
         uniformly and one of its labels; with "label", a label drawn uniformly among the
         labels of that modality's cases and a case that has it (so a lesion found in a
-        third of the cases is the focus as often as the liver found in all). Otherwise a
+        third of the cases is the focus as often as the liver found in all); with
+        "adaptive", likewise but the label is drawn with probability proportional to its
+        difficulty weight (labels without a vocabulary entry are not drawn). Otherwise a
         case drawn uniformly and no focus. Returns the case and the focus label (0: none)."""
         modalities = sorted({c.modality for c in self.cases})
         groups = [[i for i, c in enumerate(self.cases) if c.modality == m] for m in modalities]
         weights = np.sqrt([len(g) for g in groups])
         group = groups[self.rng.choice(len(groups), p=weights / weights.sum())]
         focused = self.rng.random() < 0.75
-        if focused and self.focus_sampling == "label":
+        if focused and self.focus_sampling in ("label", "adaptive"):
+            modality = self.cases[group[0]].modality
             values = sorted(set().union(*(self._values[i] for i in group)))
+            p = None
+            if self.difficulty is not None:
+                values = [v for v in values if (modality, v) in self._names]
+                w = np.array([self.difficulty.weight(self._names[modality, v]) for v in values])
+                p = w / w.sum() if len(values) else None
             if values:
-                v = values[self.rng.integers(len(values))]
+                v = values[self.rng.choice(len(values), p=p)]
                 having = [i for i in group if v in self._values[i]]
                 return self.cases[having[self.rng.integers(len(having))]], v
         i = group[self.rng.integers(len(group))]
@@ -179,11 +193,12 @@ class PatchSampler:
             x: (1, 4, X, Y, Z) image + coordinate channels.
             prompts: list of K prompt strings (random training paraphrases).
             targets: (K, X, Y, Z) float {0, 1} (all zero for absent prompts).
+            names: the K label names the prompts stand for.
         """
         x, lab, modality, focus = self.patch(require_foreground=absent_fraction == 0)
         entries, targets = self.draw_prompts(lab, modality, prompts_per_image, absent_fraction, focus)
         prompts = [e.train_prompts[self.rng.integers(len(e.train_prompts))] for e in entries]
-        return x, prompts, targets
+        return x, prompts, targets, [e.name for e in entries]
 
     def draw_prompts(self, lab: torch.Tensor, modality: str, k: int, absent_fraction: float, focus: int = 0):
         """Choose K labels for a patch: present ones, and absent ones with probability

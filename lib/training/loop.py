@@ -126,11 +126,13 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
             break
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, sched)
-        x, prompts, targets = sampler.sample(tc.prompts_per_image, absent_fraction_at(step, sched))
+        x, prompts, targets, names = sampler.sample(tc.prompts_per_image, absent_fraction_at(step, sched))
         features = text.encode(prompts)
         with autocast(precision):
             outputs = as_float32(net(x, features))
         loss, parts = criterion(outputs, targets, loss_weights_at(step, sched))
+        if sampler.difficulty is not None:
+            sampler.difficulty.update(names, outputs["logit2"], targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -156,7 +158,8 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     summary = {"steps": step, "seconds": round(seconds, 1), "stopped_early": stopped_early,
                "losses": {k: round(v, 4) for k, v in running.items()}, "validation": val, "history": history,
                "train_cases": [c.id for c in cases], "val_cases": [c.id for c in (val_cases or [])],
-               "train_config": asdict(tc), "precision": precision, "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
+               "train_config": asdict(tc), "precision": precision,
+               "label_difficulty": {k: round(v, 4) for k, v in sorted((sampler.difficulty.values if sampler.difficulty else {}).items())}, "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
     net.eval()
     save_checkpoint(out, net, vocab, meta=summary)
     if rpath.exists() and not stopped_early:

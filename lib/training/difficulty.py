@@ -1,0 +1,58 @@
+"""Running per-label difficulty, for hard-label focus sampling (``focus_sampling: adaptive``).
+
+A label the network gets wrong is centred (and so prompted as present) more often. This
+also guards against a collapsed prompt: a small structure that is prompted as absent far
+more often than as present can be pushed to "never present" (its sigmoid saturates, the
+Dice gradient vanishes and its few foreground voxels weigh little in the BCE); its loss
+then rises to 1 and the sampler centres it more often, until it is found again.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from monai.losses import DiceLoss
+
+
+class LabelDifficulty:
+    """Exponential moving average, per label name, of the soft-Dice loss of the prompts
+    for which the label is present in the patch.
+
+    Args:
+        decay: weight of the old value at each observation of a label.
+        start: the value of a label not yet observed (1: as hard as it gets).
+        floor: smallest value used for a weight, so an easy label is still drawn.
+    """
+
+    def __init__(self, decay: float = 0.9, start: float = 1.0, floor: float = 0.02) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay!r}")
+        self.decay, self.start, self.floor = decay, start, floor
+        self.values: dict[str, float] = {}
+        self._dice = DiceLoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0, batch=False, reduction="none")
+
+    def value(self, name: str) -> float:
+        return self.values.get(name, self.start)
+
+    def weight(self, name: str) -> float:
+        """Sampling weight: the square root of the running loss (tempered, so the hardest
+        label is not drawn to the exclusion of the rest), at least ``sqrt(floor)``."""
+        return math.sqrt(max(self.value(name), self.floor))
+
+    @torch.no_grad()
+    def update(self, names: list[str], logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Record one step.
+
+        Args:
+            names: the label name of each of the N prompts.
+            logits: (N, X, Y, Z) output logits of the step.
+            targets: (N, X, Y, Z) {0, 1}; prompts with an empty target (absent) are skipped.
+        """
+        if len(names) != logits.shape[0] or logits.shape != targets.shape:
+            raise ValueError(f"{len(names)} names, logits {tuple(logits.shape)}, targets {tuple(targets.shape)}")
+        losses = self._dice(logits.detach().float().unsqueeze(1), targets.unsqueeze(1)).flatten()
+        present = targets.flatten(1).sum(1) > 0
+        for name, loss, here in zip(names, losses.tolist(), present.tolist()):
+            if here:
+                self.values[name] = self.decay * self.value(name) + (1 - self.decay) * loss
