@@ -108,6 +108,10 @@ class TrainConfig:
         patch_size: training patch on the working grid (voxels).
         lr, weight_decay, warmup_steps: AdamW and its schedule (linear warm-up, cosine).
         w_align, w_heatmap, w_pass1, w_pass2: loss weights.
+        w_fg: weight of the foreground-only BCE of pass 1 (``losses.foreground_loss``; 0: off).
+        absent_dice: absent-structure prompts get the Dice term as well as the BCE (with
+            it, any voxel a prompt lights up in a patch without its structure costs almost
+            the whole Dice loss).
         coord_jitter_mm: per-axis range (mm, uniform +-) of a random shift of the
             coordinate channels of each training patch (see ``PatchSampler``).
         focus_sampling: how a patch's centre label is drawn: "case" (a case, then one of
@@ -135,6 +139,8 @@ class TrainConfig:
     w_heatmap: float = 0.5
     w_pass1: float = 1.0
     w_pass2: float = 1.0
+    w_fg: float = 0.0
+    absent_dice: bool = True
     coord_jitter_mm: tuple[float, float, float] = (10.0, 10.0, 80.0)
     focus_sampling: str = "case"
     precision: str = "bf16"
@@ -153,6 +159,8 @@ class TrainConfig:
             raise ValueError(f"patch_size must be 3 multiples of 8 (>= 16), got {self.patch_size!r}")
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
         _positive("lr", self.lr)
+        if self.w_fg < 0:
+            raise ValueError(f"w_fg must be >= 0, got {self.w_fg!r}")
         if len(self.coord_jitter_mm) != 3 or min(self.coord_jitter_mm) < 0:
             raise ValueError(f"coord_jitter_mm must be 3 values >= 0, got {self.coord_jitter_mm!r}")
         object.__setattr__(self, "coord_jitter_mm", tuple(float(j) for j in self.coord_jitter_mm))

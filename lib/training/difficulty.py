@@ -23,6 +23,9 @@ class LabelDifficulty:
         decay: weight of the old value at each observation of a label.
         start: the value of a label not yet observed (1: as hard as it gets).
         floor: smallest value used for a weight, so an easy label is still drawn.
+
+    The values live in memory only: a resumed run starts again from ``start`` (every label
+    equally hard) and relearns them within a few dozen observations of each label.
     """
 
     def __init__(self, decay: float = 0.9, start: float = 1.0, floor: float = 0.02) -> None:

@@ -95,7 +95,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     vocab_features = text.encode(sorted({p for e in vocab for p in e.train_prompts}))  # warms the cache too
     if init is None and step == 0:
         net.head.set_text_center(vocab_features)
-    criterion = TextSegLoss()
+    criterion = TextSegLoss(absent_dice=tc.absent_dice)
     precision = resolve_precision(tc.precision)
     start = time.perf_counter()
     budget = tc.max_minutes * 60 if tc.max_minutes > 0 else float("inf")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss
+from monai.losses import DiceLoss
 
 
 class TextSegLoss(torch.nn.Module):
@@ -14,22 +14,34 @@ class TextSegLoss(torch.nn.Module):
         out: the model's dict (``logit1``, ``logit2`` (N, X, Y, Z) on the working grid;
             ``logits2``, ``cosine2`` (N, X/2, Y/2, Z/2)).
         target: (N, X, Y, Z) float {0, 1}; all zero for an absent-structure prompt.
-        weights: {"align", "heatmap", "pass1", "pass2"} from ``loss_weights_at``.
+        weights: {"align", "heatmap", "pass1", "pass2", "fg"} from ``loss_weights_at``.
 
     Returns:
         (total, parts) with parts a dict of detached floats.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, absent_dice: bool = True) -> None:
         super().__init__()
         # smooth 1 keeps the Dice term bounded and informative for empty targets
-        self.seg = DiceCELoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0, batch=False)
+        self.dice = DiceLoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0, batch=False, reduction="none")
+        self.absent_dice = absent_dice
+
+    def seg(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Dice + BCE, each averaged over the N prompts: (N, X, Y, Z) x (N, X, Y, Z) -> scalar.
+        Equals MONAI's ``DiceCELoss(sigmoid=True, batch=False)``; without ``absent_dice``
+        an absent prompt (empty target) contributes no Dice term, only its BCE."""
+        dice = self.dice(logits.unsqueeze(1), target.unsqueeze(1)).flatten()  # (N,)
+        if not self.absent_dice:
+            dice = dice * (target.flatten(1).sum(1) > 0).to(dice.dtype)
+        return dice.mean() + F.binary_cross_entropy_with_logits(logits, target)
 
     def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, weights: dict[str, float]):
         t = target.unsqueeze(1)
-        parts = {"pass1": self.seg(out["logit1"].unsqueeze(1), t)}
+        parts = {"pass1": self.seg(out["logit1"], target)}
         if weights.get("pass2", 0.0) > 0:
-            parts["pass2"] = self.seg(out["logit2"].unsqueeze(1), t)
+            parts["pass2"] = self.seg(out["logit2"], target)
+        if weights.get("fg", 0.0) > 0:
+            parts["fg"] = foreground_loss(out["logit1"], target)
         soft = F.avg_pool3d(t, 2).squeeze(1)  # (N, X/2, Y/2, Z/2) foreground fraction
         parts["align"] = alignment_loss(out["cosine2"], soft)
         parts["heatmap"] = heatmap_loss(out["logits2"], soft)
@@ -62,3 +74,20 @@ def heatmap_loss(logits: torch.Tensor, soft_target: torch.Tensor) -> torch.Tenso
     """Calibrate the coarse similarity map: MSE between sigmoid(logits) and the foreground
     fraction of each coarse voxel. (N, ...) x (N, ...) -> scalar."""
     return F.mse_loss(torch.sigmoid(logits), soft_target)
+
+
+def foreground_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE on the foreground voxels only, averaged per prompt over its foreground and then
+    over the prompts that have one (N, X, Y, Z) x (N, X, Y, Z) -> scalar; 0 without any.
+
+    Unlike the Dice term (whose gradient vanishes once the sigmoid saturates) and the BCE
+    over the whole patch (where a small structure's voxels weigh little), it pulls a
+    structure's voxels up with the same strength whatever its size, so a prompt that has
+    fallen to "never present" is pulled back whenever its structure is in the patch."""
+    fg = target > 0
+    n = fg.flatten(1).sum(1)
+    if not bool((n > 0).any()):
+        return logits.sum() * 0.0
+    per_voxel = F.softplus(-logits) * fg.to(logits.dtype)
+    per_prompt = per_voxel.flatten(1).sum(1) / n.clamp(min=1)
+    return per_prompt[n > 0].mean()

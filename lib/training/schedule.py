@@ -26,6 +26,7 @@ def loss_weights_at(step: int, cfg: TrainConfig) -> dict[str, float]:
         "heatmap": cfg.w_heatmap,
         "pass1": cfg.w_pass1,
         "pass2": cfg.w_pass2 if refine else 0.0,
+        "fg": cfg.w_fg,
     }
 
 

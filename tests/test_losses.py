@@ -1,0 +1,61 @@
+"""The training losses on tiny tensors: exact values and which prompts they act on."""
+
+import math
+
+import pytest
+import torch
+from monai.losses import DiceCELoss
+
+from lib.training.losses import TextSegLoss, foreground_loss
+
+
+def _batch():
+    torch.manual_seed(0)
+    target = torch.zeros(3, 8, 8, 8)
+    target[0, 2:6, 2:6, 2:6] = 1
+    target[1, 0:2, 0:2, 0:2] = 1  # prompt 2 is absent: empty target
+    return torch.randn(3, 8, 8, 8) * 3, target
+
+
+def test_seg_loss_equals_monai_dice_ce():
+    logits, target = _batch()
+    ref = DiceCELoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0, batch=False)(logits.unsqueeze(1), target.unsqueeze(1))
+    torch.testing.assert_close(TextSegLoss().seg(logits, target), ref)
+
+
+def test_without_absent_dice_an_absent_prompt_gets_only_bce():
+    logits, target = _batch()
+    with_dice, without = TextSegLoss().seg(logits, target), TextSegLoss(absent_dice=False).seg(logits, target)
+    p = torch.sigmoid(logits[2])
+    absent_dice = 1 - 1 / (float(p.sum()) + 1)  # Dice loss with smooth 1 and an empty target
+    assert float(with_dice - without) == pytest.approx(absent_dice / 3, rel=1e-4)
+    # a batch of present prompts only is unchanged
+    torch.testing.assert_close(TextSegLoss(absent_dice=False).seg(logits[:2], target[:2]),
+                               TextSegLoss().seg(logits[:2], target[:2]))
+
+
+def test_foreground_loss_averages_each_prompt_over_its_own_foreground():
+    target = torch.zeros(3, 4, 4, 4)
+    target[0, :2] = 1  # 32 voxels
+    target[1, 0, 0, 0] = 1  # 1 voxel
+    logits = torch.full_like(target, 5.0)
+    logits[1, 0, 0, 0] = -3.0  # the one-voxel structure is missed
+    logits[0, :2] = 0.0
+    expected = (math.log(2.0) + math.log1p(math.exp(3.0))) / 2  # prompt 2 (empty) left out
+    assert float(foreground_loss(logits, target)) == pytest.approx(expected, rel=1e-5)
+    # the background does not count, and without any foreground the loss is 0
+    logits[0, 2:] = -50.0
+    assert float(foreground_loss(logits, target)) == pytest.approx(expected, rel=1e-5)
+    assert float(foreground_loss(logits, torch.zeros_like(target))) == 0.0
+
+
+def test_foreground_term_only_when_weighted():
+    logits, target = _batch()
+    out = {"logit1": logits, "logit2": logits, "logits2": logits[:, ::2, ::2, ::2],
+           "cosine2": torch.tanh(logits[:, ::2, ::2, ::2])}
+    weights = {"align": 0.2, "heatmap": 0.5, "pass1": 1.0, "pass2": 0.0}
+    total, parts = TextSegLoss()(out, target, weights)
+    assert "fg" not in parts and "pass2" not in parts
+    total_fg, parts_fg = TextSegLoss()(out, target, {**weights, "fg": 0.5})
+    assert parts_fg["fg"] == pytest.approx(float(foreground_loss(logits, target)))
+    assert float(total_fg - total) == pytest.approx(0.5 * parts_fg["fg"], rel=1e-5)
