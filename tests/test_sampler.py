@@ -78,7 +78,9 @@ def test_label_first_focus_sampling_centres_rare_labels_more_often():
 
 
 def test_label_difficulty_tracks_present_prompts_only():
+    """Fed the training loss's own per-prompt soft Dice, as the training loop does."""
     from lib.training.difficulty import LabelDifficulty
+    from lib.training.losses import TextSegLoss
 
     d = LabelDifficulty(decay=0.5)
     target = torch.zeros(3, 8, 8, 8)
@@ -86,13 +88,16 @@ def test_label_difficulty_tracks_present_prompts_only():
     target[1, 2:6, 2:6, 2:6] = 1
     logits = torch.full_like(target, -20.0)
     logits[0][target[0] > 0] = 20.0  # prompt 0 right, prompt 1 says "nowhere", prompt 2 absent
-    d.update(["right", "missed", "absent"], logits, target)
+    criterion = TextSegLoss()
+    criterion({"logit1": logits, "logit2": logits, "logits2": logits[:, ::2, ::2, ::2],
+               "cosine2": torch.zeros(3, 4, 4, 4)}, target, {"pass1": 1.0, "pass2": 1.0})
+    d.update(["right", "missed", "absent"], criterion.prompt_dice, target)
     assert d.value("right") == pytest.approx(0.5 * 1.0 + 0.5 * 0.0, abs=1e-3)
     assert d.value("missed") == pytest.approx(0.5 * 1.0 + 0.5 * (1 - 1 / 65), abs=1e-3)
     assert "absent" not in d.values and d.value("absent") == 1.0
     assert d.weight("right") == pytest.approx(0.5 ** 0.5, abs=1e-3)
     with pytest.raises(ValueError):
-        d.update(["one"], logits, target)
+        d.update(["one"], criterion.prompt_dice, target)
 
 
 def test_adaptive_focus_sampling_centres_hard_labels_more_often():

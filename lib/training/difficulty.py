@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import torch
-from monai.losses import DiceLoss
 
 
 class LabelDifficulty:
@@ -33,7 +32,6 @@ class LabelDifficulty:
             raise ValueError(f"decay must be in [0, 1), got {decay!r}")
         self.decay, self.start, self.floor = decay, start, floor
         self.values: dict[str, float] = {}
-        self._dice = DiceLoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0, batch=False, reduction="none")
 
     def value(self, name: str) -> float:
         return self.values.get(name, self.start)
@@ -44,18 +42,18 @@ class LabelDifficulty:
         return math.sqrt(max(self.value(name), self.floor))
 
     @torch.no_grad()
-    def update(self, names: list[str], logits: torch.Tensor, targets: torch.Tensor) -> None:
+    def update(self, names: list[str], losses: torch.Tensor, targets: torch.Tensor) -> None:
         """Record one step.
 
         Args:
             names: the label name of each of the N prompts.
-            logits: (N, X, Y, Z) output logits of the step.
+            losses: (N,) soft-Dice loss of each prompt in the step (the training loss's own,
+                ``TextSegLoss.prompt_dice``).
             targets: (N, X, Y, Z) {0, 1}; prompts with an empty target (absent) are skipped.
         """
-        if len(names) != logits.shape[0] or logits.shape != targets.shape:
-            raise ValueError(f"{len(names)} names, logits {tuple(logits.shape)}, targets {tuple(targets.shape)}")
-        losses = self._dice(logits.detach().float().unsqueeze(1), targets.unsqueeze(1)).flatten()
+        if not len(names) == losses.numel() == targets.shape[0]:
+            raise ValueError(f"{len(names)} names, losses {tuple(losses.shape)}, targets {tuple(targets.shape)}")
         present = targets.flatten(1).sum(1) > 0
-        for name, loss, here in zip(names, losses.tolist(), present.tolist()):
+        for name, loss, here in zip(names, losses.float().flatten().tolist(), present.tolist()):
             if here:
                 self.values[name] = self.decay * self.value(name) + (1 - self.decay) * loss

@@ -132,7 +132,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
             outputs = as_float32(net(x, features))
         loss, parts = criterion(outputs, targets, loss_weights_at(step, sched))
         if sampler.difficulty is not None:
-            sampler.difficulty.update(names, outputs["logit2"], targets)
+            sampler.difficulty.update(names, criterion.prompt_dice, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)

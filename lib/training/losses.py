@@ -17,7 +17,9 @@ class TextSegLoss(torch.nn.Module):
         weights: {"align", "heatmap", "pass1", "pass2", "fg"} from ``loss_weights_at``.
 
     Returns:
-        (total, parts) with parts a dict of detached floats.
+        (total, parts) with parts a dict of detached floats. ``prompt_dice`` then holds the
+        (N,) detached soft-Dice loss of each prompt's last pass computed (pass 2 when its
+        weight is on, else pass 1), for the sampler's running difficulty.
     """
 
     def __init__(self, absent_dice: bool = True) -> None:
@@ -25,12 +27,14 @@ class TextSegLoss(torch.nn.Module):
         # smooth 1 keeps the Dice term bounded and informative for empty targets
         self.dice = DiceLoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0, batch=False, reduction="none")
         self.absent_dice = absent_dice
+        self.prompt_dice: torch.Tensor | None = None
 
     def seg(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Dice + BCE, each averaged over the N prompts: (N, X, Y, Z) x (N, X, Y, Z) -> scalar.
         Equals MONAI's ``DiceCELoss(sigmoid=True, batch=False)``; without ``absent_dice``
         an absent prompt (empty target) contributes no Dice term, only its BCE."""
         dice = self.dice(logits.unsqueeze(1), target.unsqueeze(1)).flatten()  # (N,)
+        self.prompt_dice = dice.detach()
         if not self.absent_dice:
             dice = dice * (target.flatten(1).sum(1) > 0).to(dice.dtype)
         return dice.mean() + F.binary_cross_entropy_with_logits(logits, target)
