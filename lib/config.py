@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 MODALITY_CHOICES = ("auto", "CT", "MR")
+ADAPTER_OUTPUTS = ("logit", "offset")
 FOCUS_SAMPLING = ("case", "label", "adaptive")
 PRECISIONS = ("fp32", "bf16")
 
@@ -42,6 +43,13 @@ class ModelConfig:
         modality: "auto" (CT when the image looks like Hounsfield units), "CT" or "MR".
         dropout: dropout on the image encoding's voxel embeddings and context during
             training; kept on at scoring time by MC-dropout (epistemic) scoring. 0: none.
+        adapter: what the per-prompt adapter adds. "logit" (default): a coarse logit map
+            (stride 8, upsampled) added to the similarity logits, whose cosine then compares
+            each prompt with voxel embeddings normalised once per image. "offset": a
+            D-channel embedding offset upsampled to stride 2 and added to the voxel
+            embeddings before the cosine, so every prompt normalises its own copy (about 14x
+            the per-prompt cost of pass 1 on a training patch; checkpoints written before
+            the option existed use it).
         encode_window: (X, Y, Z) working-grid window in which a volume is encoded at
             inference (sliding, half overlap, Gaussian-blended), so the encoder's
             normalisation sees the same context size as the training patches. Set by
@@ -65,6 +73,7 @@ class ModelConfig:
     min_volume_fraction: float = 0.25
     modality: str = "auto"
     dropout: float = 0.0
+    adapter: str = "logit"
     encode_window: tuple[int, int, int] = (80, 80, 64)
 
     def __post_init__(self) -> None:
@@ -92,6 +101,8 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.modality not in MODALITY_CHOICES:
             raise ValueError(f"modality must be one of {MODALITY_CHOICES}, got {self.modality!r}")
+        if self.adapter not in ADAPTER_OUTPUTS:
+            raise ValueError(f"adapter must be one of {ADAPTER_OUTPUTS}, got {self.adapter!r}")
 
 
 @dataclass(frozen=True)

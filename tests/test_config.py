@@ -18,6 +18,7 @@ def test_defaults_follow_the_papers():
     ({"temperature": 0}, "temperature"), ({"modality": "PET"}, "modality"),
     ({"channels": (8, 16, 32)}, "channels"), ({"working_spacing": -1}, "working_spacing"),
     ({"encode_window": (80, 80, 60)}, "encode_window"), ({"min_volume_fraction": 1.5}, "min_volume_fraction"),
+    ({"adapter": "film"}, "adapter"),
 ])
 def test_model_config_rejects_bad_values_naming_them(kwargs, name):
     with pytest.raises(ValueError, match=name):

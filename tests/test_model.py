@@ -7,7 +7,7 @@ import torch
 from lib.config import TrainConfig
 from lib.model.build import SIZES, build_network, count_parameters, sized_config
 from lib.model.refiner import GatedRefiner, confidence_band, gated_update
-from lib.model.similarity import SimilarityHead, cosine_map, similarity_logits
+from lib.model.similarity import SimilarityHead, cosine_map, shared_cosine_map, similarity_logits
 from lib.model.uncertainty import binary_entropy, scalar_uncertainty, uncertainty_map
 from lib.training.schedule import absent_fraction_at, loss_weights_at, lr_at, stage_at
 
@@ -174,3 +174,49 @@ def test_cosine_map_stays_float32_under_bf16_autocast():
         cos = cosine_map(v.bfloat16(), t)
     assert cos.dtype == torch.float32
     assert torch.allclose(cos, cosine_map(v.bfloat16().float(), t), atol=1e-6)
+
+
+def test_shared_cosine_map_equals_a_copy_per_prompt():
+    torch.manual_seed(0)
+    v, t = torch.randn(2, 8, 4, 3, 2), torch.randn(6, 8)  # 3 prompts per image
+    shared = shared_cosine_map(v, t)
+    assert shared.shape == (6, 4, 3, 2) and shared.dtype == torch.float32
+    torch.testing.assert_close(shared, cosine_map(v.repeat_interleave(3, dim=0), t))
+    with pytest.raises(ValueError, match="do not fit"):
+        shared_cosine_map(v, torch.randn(5, 8))
+
+
+@pytest.mark.parametrize("adapter", ["logit", "offset"])
+def test_adapter_outputs_start_at_the_plain_similarity(adapter):
+    """Both adapters start at zero: pass 1 is then the scaled cosine of the image's own
+    voxel embeddings with each prompt; once trained, the prompt changes the logits."""
+    torch.manual_seed(0)
+    net = build_network(sized_config("tiny", text_dim=12, adapter=adapter)).eval()
+    assert net.adapter.out.out_channels == (1 if adapter == "logit" else net.cfg.embed_dim)
+    x, t = torch.randn(1, 4, 16, 16, 16), torch.randn(3, 12)
+    with torch.no_grad():
+        enc = net.encode_image(x)
+        prompts = net.head.embed_prompts(t)
+        out = net.pass1(enc, prompts)
+        plain = cosine_map(enc.voxels.repeat_interleave(3, dim=0), prompts)
+        torch.testing.assert_close(out["cosine2"], plain)
+        torch.testing.assert_close(out["logits2"], net.head.logits_from_cosine(plain))
+        torch.nn.init.normal_(net.adapter.out.weight)
+        moved = net.pass1(enc, prompts)["logits2"]
+    assert not torch.allclose(moved, out["logits2"])
+
+
+def test_checkpoints_from_before_the_adapter_option_load_with_the_offset_adapter(tmp_path):
+    from lib.data.vocab import Vocabulary
+    from lib.model.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    net = build_network(sized_config("tiny", text_dim=12, adapter="offset"))
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, net, Vocabulary.from_json({"labels": {"liver": {"index": 1}}}))
+    data = torch.load(path, weights_only=False)
+    del data["model_config"]["adapter"]
+    torch.save(data, path)
+    loaded = load_checkpoint(path)[0]
+    assert loaded.cfg.adapter == "offset"
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))

@@ -52,7 +52,8 @@ def load_checkpoint(path: str | Path) -> tuple[TextSegNet, Vocabulary, dict]:
     data = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a textseg checkpoint (format {FORMAT})")
-    cfg = ModelConfig(**data["model_config"])
+    # checkpoints written before the adapter option had the embedding-offset adapter
+    cfg = ModelConfig(**{"adapter": "offset", **data["model_config"]})
     net = build_network(cfg)
     net.load_state_dict(data["state_dict"])
     net.eval()

@@ -43,16 +43,17 @@ class SharedDecoder(nn.Module):
 
 class PromptAdapter(nn.Module):
     """Per-prompt adapter at stride 8: FiLM-modulates the coarse context with the prompt
-    and maps it to an embedding offset that is upsampled onto the stride-2 grid.
+    and maps it to ``out_channels`` maps that the caller upsamples onto the stride-2 grid
+    (1: a logit map; D: an embedding offset). Starts at zero.
 
     Shapes: context (B, c8, x8, y8, z8), prompts (B*K, D) with K prompts per image ->
-        (B*K, D, x8, y8, z8) embedding offsets (upsampled by the caller).
+        (B*K, out_channels, x8, y8, z8).
     """
 
-    def __init__(self, c8: int, embed_dim: int, depth: int = 2) -> None:
+    def __init__(self, c8: int, embed_dim: int, out_channels: int, depth: int = 2) -> None:
         super().__init__()
         self.adapters = nn.ModuleList([FiLMAdapter(c8, embed_dim) for _ in range(depth)])
-        self.out = nn.Conv3d(c8, embed_dim, 1)
+        self.out = nn.Conv3d(c8, out_channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 

@@ -39,6 +39,20 @@ def cosine_map(voxels: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         return torch.einsum("ndxyz,nd->nxyz", v, t)
 
 
+def shared_cosine_map(voxels: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+    """``cosine_map`` for K prompts per image that share the image's voxel embeddings:
+    (B, D, X, Y, Z) x (B*K, D) -> (B*K, X, Y, Z), K consecutive rows per image. Each voxel
+    is normalised once, not once per prompt; float32 as ``cosine_map``."""
+    b, d = voxels.shape[:2]
+    if prompts.ndim != 2 or prompts.shape[1] != d or prompts.shape[0] % b:
+        raise ValueError(f"prompts {tuple(prompts.shape)} do not fit voxels {tuple(voxels.shape)}")
+    with torch.autocast(voxels.device.type, enabled=False):
+        v = nn.functional.normalize(voxels.float(), dim=1)
+        t = nn.functional.normalize(prompts.float(), dim=1).view(b, -1, d)
+        cos = torch.einsum("bdxyz,bkd->bkxyz", v, t)
+    return cos.reshape(-1, *voxels.shape[2:])
+
+
 class SimilarityHead(nn.Module):
     """Projects frozen text features to prompt embeddings and scores voxels against them.
 

@@ -13,7 +13,7 @@ from ..config import ModelConfig
 from .decoder import PromptAdapter, SharedDecoder
 from .image_encoder import ImageEncoder
 from .refiner import GatedRefiner
-from .similarity import SimilarityHead, cosine_map
+from .similarity import SimilarityHead, cosine_map, shared_cosine_map
 
 
 @dataclass
@@ -46,7 +46,7 @@ class TextSegNet(nn.Module):
         self.cfg = cfg
         self.encoder = ImageEncoder(cfg.channels)
         self.decoder = SharedDecoder(cfg.channels, cfg.embed_dim)
-        self.adapter = PromptAdapter(cfg.channels[3], cfg.embed_dim)
+        self.adapter = PromptAdapter(cfg.channels[3], cfg.embed_dim, cfg.embed_dim if cfg.adapter == "offset" else 1)
         self.head = SimilarityHead(cfg.text_dim, cfg.embed_dim, cfg.temperature)
         self.refiner = GatedRefiner(cfg.channels[0], cfg.embed_dim, cfg.tau)
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
@@ -97,14 +97,18 @@ class TextSegNet(nn.Module):
 
         Returns:
             ``logits2`` (B*K, X/2, Y/2, Z/2) and ``cosine2`` (same shape): the similarity map
-            before scaling, for the alignment and heatmap losses.
+            before scaling, for the alignment and heatmap losses. With ``cfg.adapter``
+            "logit" the logits are ``s * cos(v, t) / T + b + up(a)``, ``a`` the adapter's
+            (B*K, 1, X/8, Y/8, Z/8) map; with "offset" ``s * cos(v + up(o), t) / T + b``.
         """
-        k = prompts.shape[0] // enc.voxels.shape[0]
-        offset = self.adapter(enc.context, prompts)
-        offset = F.interpolate(offset, size=enc.voxels.shape[2:], mode="trilinear", align_corners=False)
-        voxels = enc.voxels.repeat_interleave(k, dim=0) + offset
-        cosine = cosine_map(voxels, prompts)
-        return {"logits2": self.head.logits_from_cosine(cosine), "cosine2": cosine}
+        size = enc.voxels.shape[2:]
+        adapted = F.interpolate(self.adapter(enc.context, prompts), size=size, mode="trilinear", align_corners=False)
+        if self.cfg.adapter == "offset":
+            k = prompts.shape[0] // enc.voxels.shape[0]
+            cosine = cosine_map(enc.voxels.repeat_interleave(k, dim=0) + adapted, prompts)
+            return {"logits2": self.head.logits_from_cosine(cosine), "cosine2": cosine}
+        cosine = shared_cosine_map(enc.voxels, prompts)
+        return {"logits2": self.head.logits_from_cosine(cosine) + adapted[:, 0].float(), "cosine2": cosine}
 
     def segment(self, enc: ImageEncoding, text_features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Both passes for K prompts per image.
