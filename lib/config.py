@@ -120,6 +120,10 @@ class TrainConfig:
         lr, weight_decay, warmup_steps: AdamW and its schedule (linear warm-up, cosine).
         w_align, w_heatmap, w_pass1, w_pass2: loss weights.
         w_fg: weight of the foreground-only BCE of pass 1 (``losses.foreground_loss``; 0: off).
+        fg_above: with ``w_fg``, apply that pull only to prompts whose label's running
+            soft-Dice loss (``focus_sampling: adaptive``) is above this value: the labels
+            that have collapsed to "never present", and only while they stay so
+            (0: every present prompt).
         absent_dice: absent-structure prompts get the Dice term as well as the BCE (with
             it, any voxel a prompt lights up in a patch without its structure costs almost
             the whole Dice loss).
@@ -151,6 +155,7 @@ class TrainConfig:
     w_pass1: float = 1.0
     w_pass2: float = 1.0
     w_fg: float = 0.0
+    fg_above: float = 0.0
     absent_dice: bool = True
     coord_jitter_mm: tuple[float, float, float] = (10.0, 10.0, 80.0)
     focus_sampling: str = "case"
@@ -172,6 +177,10 @@ class TrainConfig:
         _positive("lr", self.lr)
         if self.w_fg < 0:
             raise ValueError(f"w_fg must be >= 0, got {self.w_fg!r}")
+        if not 0.0 <= self.fg_above < 1.0:
+            raise ValueError(f"fg_above must be in [0, 1), got {self.fg_above!r}")
+        if self.fg_above > 0 and self.focus_sampling != "adaptive":
+            raise ValueError("fg_above needs focus_sampling: adaptive (the running losses it reads)")
         if len(self.coord_jitter_mm) != 3 or min(self.coord_jitter_mm) < 0:
             raise ValueError(f"coord_jitter_mm must be 3 values >= 0, got {self.coord_jitter_mm!r}")
         object.__setattr__(self, "coord_jitter_mm", tuple(float(j) for j in self.coord_jitter_mm))

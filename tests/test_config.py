@@ -29,7 +29,8 @@ def test_model_config_rejects_bad_values_naming_them(kwargs, name):
     ({"patch_size": (80, 80, 60)}, "patch_size"), ({"steps": 0}, "steps"),
     ({"stage1_fraction": 1.2}, "stage1_fraction"), ({"max_minutes": -1}, "max_minutes"),
     ({"coord_jitter_mm": (1.0, -1.0, 0.0)}, "coord_jitter_mm"), ({"focus_sampling": "organ"}, "focus_sampling"),
-    ({"precision": "fp16"}, "precision"),
+    ({"precision": "fp16"}, "precision"), ({"fg_above": 1.0}, "fg_above"),
+    ({"fg_above": 0.5, "focus_sampling": "case"}, "adaptive"),
 ])
 def test_train_config_rejects_bad_values(kwargs, name):
     with pytest.raises(ValueError, match=name):

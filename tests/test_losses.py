@@ -59,3 +59,8 @@ def test_foreground_term_only_when_weighted():
     total_fg, parts_fg = TextSegLoss()(out, target, {**weights, "fg": 0.5})
     assert parts_fg["fg"] == pytest.approx(float(foreground_loss(logits, target)))
     assert float(total_fg - total) == pytest.approx(0.5 * parts_fg["fg"], rel=1e-5)
+    # restricted to some prompts (``train.fg_above``): only their foregrounds pull
+    only_second = torch.tensor([False, True, False])
+    _, parts_one = TextSegLoss()(out, target, {**weights, "fg": 0.5}, only_second)
+    assert parts_one["fg"] == pytest.approx(float(foreground_loss(logits[1:2], target[1:2])))
+    assert parts_one["fg"] != pytest.approx(parts_fg["fg"])

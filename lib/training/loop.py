@@ -130,7 +130,10 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         features = text.encode(prompts)
         with autocast(precision):
             outputs = as_float32(net(x, features))
-        loss, parts = criterion(outputs, targets, loss_weights_at(step, sched))
+        fg_prompts = None
+        if tc.fg_above > 0 and sampler.difficulty is not None:
+            fg_prompts = torch.tensor([sampler.difficulty.value(n) > tc.fg_above for n in names])
+        loss, parts = criterion(outputs, targets, loss_weights_at(step, sched), fg_prompts)
         if sampler.difficulty is not None:
             sampler.difficulty.update(names, criterion.prompt_dice, targets)
         optimizer.zero_grad(set_to_none=True)

@@ -39,13 +39,17 @@ class TextSegLoss(torch.nn.Module):
             dice = dice * (target.flatten(1).sum(1) > 0).to(dice.dtype)
         return dice.mean() + F.binary_cross_entropy_with_logits(logits, target)
 
-    def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, weights: dict[str, float]):
+    def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, weights: dict[str, float],
+                fg_prompts: torch.Tensor | None = None):
+        """``fg_prompts``: optional (N,) bool, the prompts the foreground-only term applies
+        to (default: all)."""
         t = target.unsqueeze(1)
         parts = {"pass1": self.seg(out["logit1"], target)}
         if weights.get("pass2", 0.0) > 0:
             parts["pass2"] = self.seg(out["logit2"], target)
         if weights.get("fg", 0.0) > 0:
-            parts["fg"] = foreground_loss(out["logit1"], target)
+            keep = fg_prompts if fg_prompts is not None else torch.ones(target.shape[0], dtype=torch.bool)
+            parts["fg"] = foreground_loss(out["logit1"][keep], target[keep])
         soft = F.avg_pool3d(t, 2).squeeze(1)  # (N, X/2, Y/2, Z/2) foreground fraction
         parts["align"] = alignment_loss(out["cosine2"], soft)
         parts["heatmap"] = heatmap_loss(out["logits2"], soft)
