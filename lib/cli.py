@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score the raw two-pass masks (no side check, largest piece or volume floor)")
     s.set_defaults(func=_cmd_evaluate)
 
-    s = sub.add_parser("label-stats", help="(re)compute a checkpoint's label statistics from its training cases")
+    s = sub.add_parser("label-stats", help="(re)compute a checkpoint's label statistics and training fingerprints "
+                       "from its training cases")
     s.add_argument("--model", required=True, help="checkpoint to update in place")
     s.add_argument("--studies", required=True, nargs="+", help="studies folders holding its training cases")
     s.set_defaults(func=_cmd_label_stats)

@@ -12,7 +12,7 @@ import torch
 from monai.metrics import compute_dice, compute_surface_dice
 from tqdm import tqdm
 
-from .data.preprocess import load_volume
+from .data.preprocess import load_volume, volume_fingerprint
 from .data.studies_index import labelled_pairs
 from .data.vocab import Vocabulary
 from .inference.predictor import Predictor
@@ -135,6 +135,17 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def trained_cases(meta: dict, pairs: list[tuple[str, str, str]]) -> list[str]:
+    """Ids of the (id, image, label) ``pairs`` whose image the checkpoint (its ``meta``) was
+    trained on. By content (``train_fingerprints``) when the checkpoint lists them: files
+    of different phantom pools share names. Otherwise by id, as older checkpoints allow."""
+    fingerprints = set(meta.get("train_fingerprints") or [])
+    if fingerprints:
+        return sorted(cid for cid, image, _ in pairs if volume_fingerprint(load_volume(image)) in fingerprints)
+    logger.info("checkpoint lists no training fingerprints: matching training cases by id")
+    return sorted(set(meta.get("train_cases", [])).intersection(p[0] for p in pairs))
+
+
 def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: list[str] | None = None,
                      overlays: bool = True, cleanup: bool = True) -> dict:
     """The ``evaluate`` CLI verb: writes ``out`` (JSON), ``out.md`` and overlay PNGs.
@@ -152,8 +163,7 @@ def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: lis
     pairs = [p for p in labelled_pairs(studies) if not ids or p[0] in ids]
     if not pairs:
         raise ValueError(f"no labelled images to evaluate in {studies}")
-    trained_on = set(meta.get("train_cases", []))
-    overlap = sorted(trained_on.intersection(p[0] for p in pairs))
+    overlap = trained_cases(meta, pairs)
     if overlap:
         logger.warning("%d evaluated cases were used for training (%s...): not a test score", len(overlap), overlap[:3])
     vocab = Vocabulary.merge([predictor.vocab, Vocabulary.load(studies)]) if (Path(studies) / "labels.json").exists() else predictor.vocab

@@ -66,6 +66,23 @@ def test_held_out_dice_far_above_chance(trained, phantom_studies, tmp_path):
     assert report["trained_on_evaluated_cases"] == []
 
 
+def test_evaluate_recognises_training_volumes_by_content(trained, phantom_studies, tmp_path):
+    """A training scan under a new name is reported as trained on; the held-out scan under
+    a training scan's name (as in another phantom pool, numbered from phantom_0000 too)
+    is not."""
+    ckpt, vocab = trained
+    by_id = {p[0]: p for p in labelled_pairs(phantom_studies)}
+    folder = tmp_path / "renamed"
+    (folder / "labels" / "final").mkdir(parents=True)
+    for new, old in (("phantom_0000", "phantom_0003"), ("scan_b", "phantom_0001")):
+        (folder / f"{new}.nii.gz").symlink_to(by_id[old][1])
+        (folder / "labels" / "final" / f"{new}.nii.gz").symlink_to(by_id[old][2])
+    vocab.save(folder)
+    out = tmp_path / "renamed.json"
+    assert main(["evaluate", "--model", str(ckpt), "--studies", str(folder), "--out", str(out), "--no-overlays"]) == 0
+    assert json.loads(out.read_text())["trained_on_evaluated_cases"] == ["scan_b"]
+
+
 def test_checkpoint_holds_label_statistics_and_raw_masks_can_be_scored(trained, phantom_studies, tmp_path):
     from lib.model.checkpoint import load_checkpoint
 
@@ -98,11 +115,13 @@ def test_label_stats_verb_recomputes_what_training_stored(trained, phantom_studi
     shutil.copy(ckpt, old)
     data = torch.load(old, weights_only=False)
     stored = data["meta"].pop("label_stats")
+    fingerprints = data["meta"].pop("train_fingerprints")
+    assert len(fingerprints) == 3
     torch.save(data, old)
     assert "label_stats" not in load_checkpoint(old)[2]
     assert main(["label-stats", "--model", str(old), "--studies", str(phantom_studies)]) == 0
     net, _, meta = load_checkpoint(old)
-    assert meta["label_stats"] == stored
+    assert meta["label_stats"] == stored and meta["train_fingerprints"] == fingerprints
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), load_checkpoint(ckpt)[0].state_dict().values()))
     data["meta"]["train_cases"] = ["not_there"]
     torch.save(data, old)
@@ -136,7 +155,8 @@ def test_absent_structure_gives_an_empty_mask(trained, phantom_studies, tmp_path
 def test_time_budget_fits_the_schedule(phantom_studies, tmp_path):
     """With a budget far below the configured steps, the schedule (learning-rate decay and
     stage 2 included) is fitted to the budget and the run ends on time."""
-    cfg = {"model": CONFIG["model"], "train": {**CONFIG["train"], "steps": 100_000, "max_minutes": 0.25}}
+    cfg = {"model": CONFIG["model"],
+           "train": {**CONFIG["train"], "steps": 100_000, "max_minutes": 0.25, "focus_sampling": "adaptive"}}
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     ckpt = tmp_path / "budget.pt"
     assert main(["train", "--studies", str(phantom_studies), "--out", str(ckpt), "--config",
@@ -147,3 +167,9 @@ def test_time_budget_fits_the_schedule(phantom_studies, tmp_path):
     assert 20 < meta["schedule_steps"] < 100_000
     assert meta["steps"] == meta["schedule_steps"] or meta["stopped_early"]
     assert meta["seconds"] <= 0.25 * 60 + 3.0
+    # the adaptive sampler's running losses are recorded along the way, the last at the end
+    last = meta["label_difficulty_history"][-1]
+    if not meta["stopped_early"]:
+        assert last["step"] == meta["steps"]
+        assert last["values"] == pytest.approx(meta["label_difficulty"], abs=1e-3)
+    assert set(last["values"]) <= set(meta["label_difficulty"]) and all(0 <= v <= 1 for v in last["values"].values())

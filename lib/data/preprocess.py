@@ -5,6 +5,7 @@ original grid."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -30,6 +31,17 @@ def load_volume(path: str, label: bool = False) -> MetaTensor:
     except Exception as e:  # noqa: BLE001 - MONAI raises many types for unreadable files
         raise ImageError(f"cannot read image {path!r}: {e}") from e
     return check_volume(img, str(path), label=label)
+
+
+def volume_fingerprint(img: torch.Tensor) -> str:
+    """Content hash of a loaded volume: its shape and voxel values (float32), not its file
+    name, path or compression. Identifies the same scan under another name (phantom pools
+    drawn with different seeds all number their files from ``phantom_0000``).
+    (1, X, Y, Z) -> 16 hex digits."""
+    a = np.ascontiguousarray(torch.as_tensor(img).detach().cpu().numpy().astype(np.float32, copy=False))
+    h = hashlib.sha1(repr(a.shape).encode())
+    h.update(a.tobytes())
+    return h.hexdigest()[:16]
 
 
 def check_volume(img: MetaTensor, name: str = "image", label: bool = False) -> MetaTensor:

@@ -166,7 +166,8 @@ class TextSegTrainer(TrainTask):
         cfg = Config(model=net.cfg, train=tc)
         candidate = self.publish_path.with_name(self.publish_path.stem + ".candidate.pt")
         summary = train(cfg, mix, vocab, text, candidate, val_cases=val_cases or None, init=net, resume=False,
-                        progress=False, base_stats=stats_from_json(meta.get("label_stats")))
+                        progress=False, base_stats=stats_from_json(meta.get("label_stats")),
+                        base_fingerprints=meta.get("train_fingerprints"))
         new_score = summary["validation"] or None
         better = served_score is None or new_score["mean_dice"] >= served_score["mean_dice"]
         if better:

@@ -13,7 +13,8 @@ from monai.transforms import RandAffined, RandGaussianNoise, RandScaleIntensity,
 from tqdm import tqdm
 
 from ..config import FOCUS_SAMPLING
-from ..data.preprocess import COORD_SCALE_MM, coordinate_channels, load_volume, prepare, to_working_grid
+from ..data.preprocess import (COORD_SCALE_MM, coordinate_channels, load_volume, prepare, to_working_grid,
+                               volume_fingerprint)
 from ..data.vocab import LabelEntry, Vocabulary
 from .difficulty import LabelDifficulty
 
@@ -29,12 +30,14 @@ class Case:
         image: (1, X, Y, Z) float32 normalised intensities.
         label: (X, Y, Z) int16 label map.
         modality: "CT" or "MR".
+        fingerprint: ``volume_fingerprint`` of the image as read (before resampling).
     """
 
     id: str
     image: torch.Tensor
     label: torch.Tensor
     modality: str
+    fingerprint: str = ""
 
 
 def load_case(image_path: str | Path, label_path: str | Path, spacing: float, modality: str = "auto",
@@ -48,7 +51,8 @@ def load_case(image_path: str | Path, label_path: str | Path, spacing: float, mo
     lab_w = to_working_grid(lab, spacing, label=True).as_tensor()[0].round().to(torch.int16)
     if tuple(lab_w.shape) != tuple(vol.image.shape[1:]):
         raise AssertionError("image and label working grids differ")
-    return Case(id=case_id or Path(image_path).name.split(".")[0], image=vol.image, label=lab_w, modality=vol.modality)
+    return Case(id=case_id or Path(image_path).name.split(".")[0], image=vol.image, label=lab_w, modality=vol.modality,
+                fingerprint=volume_fingerprint(img))
 
 
 def load_cases(pairs: list[tuple[str, str, str]], spacing: float, progress: bool = True) -> list[Case]:

@@ -25,6 +25,8 @@ from .validate import validate
 
 logger = logging.getLogger(__name__)
 
+DIFFICULTY_EVERY = 250  # steps between records of the per-label running losses (meta and log)
+
 
 def fit_steps(step: int, pace: float, seconds_left: float, limit: int, margin: float = 0.97) -> int:
     """Total steps that fit a time budget: the steps done plus what ``margin`` of the
@@ -51,7 +53,8 @@ def resume_path(out: Path) -> Path:
 
 def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, out: str | Path,
           val_cases: list[Case] | None = None, init: TextSegNet | None = None, resume: bool = True,
-          progress: bool = True, base_stats: dict[str, LabelStats] | None = None) -> dict:
+          progress: bool = True, base_stats: dict[str, LabelStats] | None = None,
+          base_fingerprints: list[str] | None = None) -> dict:
     """Train and write a servable checkpoint to ``out``.
 
     Args:
@@ -66,6 +69,9 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         resume: continue from ``<out>.resume`` when it exists and its config matches.
         base_stats: label statistics of an earlier training (fine-tuning); labels of
             ``cases`` get fresh ones, the others keep these.
+        base_fingerprints: content fingerprints of the volumes an earlier training saw
+            (fine-tuning); stored with those of ``cases`` so that ``evaluate`` can tell
+            when it scores a volume the network has learnt from.
 
     Returns:
         Summary dict: steps, seconds, final losses and validation metrics.
@@ -100,6 +106,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     start = time.perf_counter()
     budget = tc.max_minutes * 60 if tc.max_minutes > 0 else float("inf")
     history: list[dict] = []
+    difficulty_history: list[dict] = []  # adaptive sampling's running losses, for diagnosis
     running: dict[str, float] = {}
     bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True)
     stopped_early = False
@@ -145,6 +152,11 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
             running[k] = 0.95 * running.get(k, v) + 0.05 * v
         bar.update(1)
         bar.set_postfix(stage=stage_at(step - 1, sched), **{k: f"{v:.3f}" for k, v in running.items()})
+        if sampler.difficulty is not None and (step % DIFFICULTY_EVERY == 0 or step == sched.steps):
+            hard = sorted(sampler.difficulty.values.items(), key=lambda kv: -kv[1])
+            difficulty_history.append({"step": step, "values": {k: round(v, 3) for k, v in hard}})
+            logger.debug("step %d: hardest labels (running soft-Dice loss) %s", step,
+                        ", ".join(f"{k} {v:.2f}" for k, v in hard[:5]))
         if step % 100 == 0 or step == sched.steps:
             atomic_torch_save({"config": cfg.to_dict(), "state_dict": net.state_dict(),
                                "optimizer": optimizer.state_dict(), "step": step}, rpath)
@@ -160,9 +172,11 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     val = validate(net, text, val_cases, vocab) if val_cases else {}
     summary = {"steps": step, "seconds": round(seconds, 1), "stopped_early": stopped_early,
                "losses": {k: round(v, 4) for k, v in running.items()}, "validation": val, "history": history,
-               "train_cases": [c.id for c in cases], "val_cases": [c.id for c in (val_cases or [])],
+               "train_cases": [c.id for c in cases],
+               "train_fingerprints": sorted({*(base_fingerprints or []), *(c.fingerprint for c in cases if c.fingerprint)}), "val_cases": [c.id for c in (val_cases or [])],
                "train_config": asdict(tc), "precision": precision,
-               "label_difficulty": {k: round(v, 4) for k, v in sorted((sampler.difficulty.values if sampler.difficulty else {}).items())}, "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
+               "label_difficulty": {k: round(v, 4) for k, v in sorted((sampler.difficulty.values if sampler.difficulty else {}).items())},
+               "label_difficulty_history": difficulty_history, "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
     net.eval()
     save_checkpoint(out, net, vocab, meta=summary)
     if rpath.exists() and not stopped_early:

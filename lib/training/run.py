@@ -67,9 +67,11 @@ def train_from_studies(studies: list[str | Path], out: str | Path, cfg: Config, 
 
 def refresh_label_stats(checkpoint: str | Path, studies: list[str | Path], progress: bool = True) -> dict:
     """Recompute a checkpoint's label statistics (``meta["label_stats"]``, used by the
-    predictor's clean-up) from its own training cases, as listed in its metadata, found in
-    ``studies``; rewrite the checkpoint (weights unchanged). For checkpoints trained before
-    ``train`` stored them. Returns the statistics. Raises ValueError when a training case
+    predictor's clean-up) and its training volumes' content fingerprints
+    (``meta["train_fingerprints"]``, by which ``evaluate`` recognises them) from its own
+    training cases, as listed in its metadata, found in ``studies``; rewrite the
+    checkpoint (weights unchanged). For checkpoints trained before ``train`` stored them.
+    Returns the statistics. Raises ValueError when a training case
     is missing."""
     net, vocab, meta = load_checkpoint(checkpoint)
     ids = set(meta.get("train_cases", []))
@@ -81,6 +83,7 @@ def refresh_label_stats(checkpoint: str | Path, studies: list[str | Path], progr
         raise ValueError(f"training cases of {checkpoint} not found in {[str(s) for s in studies]}: {sorted(missing)[:5]}")
     cases = load_cases(pairs, net.cfg.working_spacing, progress=progress)
     stats = stats_to_json(label_stats((c.label.numpy() for c in cases), vocab, net.cfg.working_spacing ** 3))
-    save_checkpoint(checkpoint, net, vocab, meta={**meta, "label_stats": stats})
+    fingerprints = sorted({c.fingerprint for c in cases})
+    save_checkpoint(checkpoint, net, vocab, meta={**meta, "label_stats": stats, "train_fingerprints": fingerprints})
     logger.info("label statistics of %d labels from %d cases written to %s", len(stats), len(cases), checkpoint)
     return stats
