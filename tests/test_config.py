@@ -60,3 +60,14 @@ def test_app_settings_parse_conf_strings():
         AppSettings.from_conf({"retrain_every": "often"})
     with pytest.raises(ValueError, match="val_percent"):
         AppSettings.from_conf({"val_percent": "100"})
+
+
+def test_shipped_configs_parse_and_the_lesion_pull_differs_only_by_its_two_keys():
+    from dataclasses import replace
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    default = Config.load(root / "default.yaml")
+    pull = Config.load(root / "lesion_pull.yaml")
+    assert default.train.focus_sampling == "adaptive" and default.train.w_fg == 0.0
+    assert pull == replace(default, train=replace(default.train, w_fg=0.2, fg_above=0.8))
