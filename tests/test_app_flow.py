@@ -95,6 +95,14 @@ def test_save_train_score_and_next_sample(app_client):
     state = json.loads((app_client.app_dir / "model" / "train_state.json").read_text())
     run = state["runs"][-1]
     assert "portal vein" in run["new_labels"] and "phantom_0002" in run["train_ids"]
+    # the published checkpoint lists the content fingerprints of the scans it learnt from
+    from lib.app_wiring import PUBLISHED_NAME
+    from lib.data.preprocess import load_volume, volume_fingerprint
+    from lib.model.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(app_client.app_dir / "model" / PUBLISHED_NAME)[2]
+    assert volume_fingerprint(load_volume(str(studies / "phantom_0002.nii.gz"))) in meta["train_fingerprints"]
+    assert len(meta["train_fingerprints"]) == len(set(run["train_ids"]))
     assert app_client.get("/info/").json()["train_stats"]["textseg"]["untrained_labels"] == 0
     # score the unlabelled image(s) and ask for the next sample
     r = app_client.post("/scoring/textseg_uncertainty?run_sync=true")
