@@ -18,3 +18,15 @@ def test_fingerprint_follows_the_voxels_not_the_container():
     assert volume_fingerprint(changed) != volume_fingerprint(values)
     assert volume_fingerprint(values.reshape(1, 10, 12, 8)) != volume_fingerprint(values)  # same bytes, other shape
     assert len(volume_fingerprint(values)) == 16
+
+
+def test_trained_cases_by_content_and_by_name_without_fingerprints(phantom_studies):
+    from lib.data.preprocess import load_volume
+    from lib.data.studies_index import labelled_pairs
+    from lib.evaluation import trained_cases
+
+    pairs = labelled_pairs(phantom_studies)
+    one = pairs[1]
+    meta = {"train_cases": [pairs[0][0]], "train_fingerprints": [volume_fingerprint(load_volume(one[1]))]}
+    assert trained_cases(meta, pairs) == [one[0]]  # the fingerprints decide, not the listed name
+    assert trained_cases({"train_cases": [pairs[0][0]]}, pairs) == [pairs[0][0]]  # older checkpoints

@@ -14,7 +14,7 @@ from ..config import Config
 from ..data.phantoms import write_phantoms
 from ..data.studies_index import labelled_pairs
 from ..data.vocab import Vocabulary
-from ..evaluation import evaluate_pairs, markdown_table
+from ..evaluation import evaluate_pairs, markdown_table, trained_cases
 from ..inference.service import load_predictor
 from ..training.data import load_cases
 from ..training.run import train_from_studies
@@ -58,6 +58,10 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
         foreign = set(meta.get("train_cases", [])) - pool - {"mni152_t1"}
         if foreign or not meta.get("train_cases"):
             raise ValueError(f"{ckpt} was not trained on this pool only (other cases: {sorted(foreign)[:5]})")
+        # by content (both pools name their files phantom_0000...), for checkpoints that can tell
+        seen = trained_cases(meta, test_pairs) if meta.get("train_fingerprints") else []
+        if seen:
+            raise ValueError(f"{ckpt} was trained on test phantoms {seen[:5]}")
         train_summary = meta
         minutes = round(meta["seconds"] / 60, 1)
         precision = meta.get("precision", "fp32")  # checkpoints before the setting trained in float32
