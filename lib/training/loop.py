@@ -156,7 +156,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
             hard = sorted(sampler.difficulty.values.items(), key=lambda kv: -kv[1])
             difficulty_history.append({"step": step, "values": {k: round(v, 3) for k, v in hard}})
             logger.debug("step %d: hardest labels (running soft-Dice loss) %s", step,
-                        ", ".join(f"{k} {v:.2f}" for k, v in hard[:5]))
+                         ", ".join(f"{k} {v:.2f}" for k, v in hard[:5]))
         if step % 100 == 0 or step == sched.steps:
             atomic_torch_save({"config": cfg.to_dict(), "state_dict": net.state_dict(),
                                "optimizer": optimizer.state_dict(), "step": step}, rpath)
