@@ -133,6 +133,10 @@ class TrainConfig:
             its labels), "label" (a label among all, then a case that has it: rare labels
             such as lesions are centred more often) or "adaptive" (label first, weighted by
             each label's running soft-Dice loss: hard and collapsed labels more often).
+        soft_targets: train on each structure's share of every working voxel (linear
+            interpolation of its indicator from the input grid, ``soft_label_maps``) instead
+            of the nearest-neighbour label map, which moves boundaries by up to half a
+            working voxel (``docs/method.md``).
         precision: "bf16" (bfloat16 autocast for the forward pass, about 1.4x faster steps
             on a CPU with native bf16; float32 weights and losses; falls back to "fp32" on a
             CPU without it) or "fp32".
@@ -159,6 +163,7 @@ class TrainConfig:
     absent_dice: bool = True
     coord_jitter_mm: tuple[float, float, float] = (10.0, 10.0, 80.0)
     focus_sampling: str = "case"
+    soft_targets: bool = False
     precision: str = "bf16"
     max_minutes: float = 0.0
     val_every: int = 0

@@ -40,7 +40,7 @@ def test_the_centred_label_is_always_prompted_first():
 def test_patch_reports_its_focus_label_when_it_is_inside():
     sampler = PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, seed=3, augment=False)
     for _ in range(30):
-        x, lab, modality, focus = sampler.patch()
+        x, lab, modality, focus, soft = sampler.patch()
         assert x.shape == (1, 4, 16, 16, 16) and modality == "CT"
         assert focus == 0 or bool((lab == focus).any())
 

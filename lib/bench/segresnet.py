@@ -45,7 +45,7 @@ def train_segresnet(cases: list[Case], vocab: Vocabulary, patch_size, spacing: f
     start, step = time.perf_counter(), 0
     bar = tqdm(desc="segresnet", disable=not progress)
     while step < max_steps and time.perf_counter() - start < minutes * 60:
-        x, lab, _, _ = sampler.patch()
+        x, lab, _, _, _ = sampler.patch()
         y = lut[lab.long().clamp(max=len(lut) - 1)][None, None]
         with autocast(precision):
             logits = net(x)

@@ -153,6 +153,46 @@ def prepare(img: MetaTensor, spacing: float, modality: str = "auto") -> WorkingV
                          original_affine=original_affine, original_shape=original_shape, modality=modality)
 
 
+def soft_label_maps(lab: MetaTensor, vol: WorkingVolume, margin: int = 2) -> dict[int, torch.Tensor]:
+    """Each label's share of every working-grid voxel, for soft training targets.
+
+    The nearest-neighbour label map on the working grid moves a boundary by up to half a
+    working voxel (1 mm at 2 mm); linear interpolation of each label's indicator keeps its
+    position to a fraction of a voxel, the way the image itself is resampled. Done axis by
+    axis on the label's bounding box (``separable_resample``); an oblique input goes through
+    MONAI's ``SpatialResample``.
+
+    Args:
+        lab: (1, X0, Y0, Z0) label map with the input's affine.
+        vol: the image's WorkingVolume (its working grid is the target grid).
+        margin: background voxels kept around each label's box (the border value must be 0).
+
+    Returns:
+        {label value: (X, Y, Z) uint8 share x 255} for every non-zero value of ``lab``.
+    """
+    values = (lab.as_tensor() if isinstance(lab, MetaTensor) else torch.as_tensor(lab))[0].round().long()
+    shape = tuple(int(s) for s in vol.image.shape[1:])
+    axes = axis_aligned_map(torch.as_tensor(lab.affine, dtype=torch.float64), vol.affine, shape)
+    out: dict[int, torch.Tensor] = {}
+    for v in torch.unique(values).tolist():
+        if v == 0:
+            continue
+        ind = values == v
+        if axes is None:
+            share = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(
+                MetaTensor(ind[None].float(), affine=lab.affine), dst_affine=vol.affine, spatial_size=shape)[0]
+        else:
+            idx = ind.nonzero()
+            lo = (idx.min(0).values - margin).clamp(min=0)
+            hi = torch.minimum(idx.max(0).values + margin + 1, torch.tensor(ind.shape))
+            box = ind[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]][None].float()
+            # points outside the box take its border value: 0 when the margin fits, else the
+            # volume's own border, as for the full map
+            share = separable_resample(box, [(w, c - float(lo[w])) for w, c in axes])[0]
+        out[int(v)] = (torch.as_tensor(share).clamp(0, 1) * 255).round().to(torch.uint8)
+    return out
+
+
 def to_original_grid(values: torch.Tensor, vol: WorkingVolume, mode: str = "bilinear") -> torch.Tensor:
     """Resample working-grid maps back onto the input's grid.
 

@@ -77,22 +77,36 @@ def apply_mapping(label: torch.Tensor, mapping: dict[int, int]) -> torch.Tensor:
     return lut[label.long()]
 
 
-def datastore_cases(datastore, vocab: Vocabulary, spacing: float) -> tuple[list[Case], list[LabelEntry]]:
+def map_shares(shares: dict[int, torch.Tensor], mapping: dict[int, int]) -> dict[int, torch.Tensor]:
+    """Relabel soft targets like ``apply_mapping``: values without a mapping are dropped,
+    values mapped together add up (uint8 shares, saturating at 255)."""
+    out: dict[int, torch.Tensor] = {}
+    for src, share in shares.items():
+        if src in mapping:
+            dst = mapping[src]
+            out[dst] = share if dst not in out else (out[dst].int() + share.int()).clamp(max=255).to(torch.uint8)
+    return out
+
+
+def datastore_cases(datastore, vocab: Vocabulary, spacing: float,
+                    soft: bool = False) -> tuple[list[Case], list[LabelEntry]]:
     """Every image with a final label, on the working grid, relabelled to ``vocab`` (which
-    gains entries for segment names it did not know)."""
+    gains entries for segment names it did not know); ``soft``: with soft targets."""
     cases, new = [], []
     for image_id in sorted(datastore.get_labeled_images()):
         label_id = datastore.get_label_by_image_id(image_id, "final")
         image_path = datastore.get_image_uri(image_id)
         label_path = datastore.get_label_uri(label_id, "final")
         try:
-            case = load_case(image_path, label_path, spacing, case_id=image_id)
+            case = load_case(image_path, label_path, spacing, case_id=image_id, soft=soft)
             named = label_indices(datastore.get_label_info(label_id, "final"))
             mapping, added = remap_names(named, vocab, case.modality)
         except ValueError as e:
             logger.warning("skipping %s: %s", image_id, e)
             continue
         case.label = apply_mapping(case.label, mapping)
+        if case.soft is not None and mapping:
+            case.soft = map_shares(case.soft, mapping)
         cases.append(case)
         new += added
     return cases, new
@@ -149,7 +163,7 @@ class TextSegTrainer(TrainTask):
             tc = replace(tc, patch_size=physical_patch(self.patch_mm, net.cfg.working_spacing))
         if self.base_vocab is not None:
             vocab = Vocabulary.merge([vocab, self.base_vocab])
-        cases, new_labels = datastore_cases(datastore, vocab, net.cfg.working_spacing)
+        cases, new_labels = datastore_cases(datastore, vocab, net.cfg.working_spacing, soft=tc.soft_targets)
         if not cases:
             raise ValueError("no final labels to train on")
         train_cases = [c for c in cases if not in_validation(c.id, val_percent)]

@@ -13,8 +13,8 @@ from monai.transforms import RandAffined, RandGaussianNoise, RandScaleIntensity,
 from tqdm import tqdm
 
 from ..config import FOCUS_SAMPLING
-from ..data.preprocess import (COORD_SCALE_MM, coordinate_channels, load_volume, prepare, to_working_grid,
-                               volume_fingerprint)
+from ..data.preprocess import (COORD_SCALE_MM, coordinate_channels, load_volume, prepare, soft_label_maps,
+                               to_working_grid, volume_fingerprint)
 from ..data.vocab import LabelEntry, Vocabulary
 from .difficulty import LabelDifficulty
 
@@ -31,6 +31,8 @@ class Case:
         label: (X, Y, Z) int16 label map.
         modality: "CT" or "MR".
         fingerprint: ``volume_fingerprint`` of the image as read (before resampling).
+        soft: optional {label value: (X, Y, Z) uint8} share of each working voxel (x 255,
+            ``soft_label_maps``), the soft training targets; None: targets from ``label``.
     """
 
     id: str
@@ -38,11 +40,13 @@ class Case:
     label: torch.Tensor
     modality: str
     fingerprint: str = ""
+    soft: dict[int, torch.Tensor] | None = None
 
 
 def load_case(image_path: str | Path, label_path: str | Path, spacing: float, modality: str = "auto",
-              case_id: str | None = None) -> Case:
-    """Read an image and its label map, check they match, and move both to the working grid."""
+              case_id: str | None = None, soft: bool = False) -> Case:
+    """Read an image and its label map, check they match, and move both to the working grid
+    (with ``soft``, also each label's share of every working voxel, ``Case.soft``)."""
     img = load_volume(str(image_path))
     lab = load_volume(str(label_path), label=True)
     if tuple(img.shape) != tuple(lab.shape):
@@ -52,12 +56,14 @@ def load_case(image_path: str | Path, label_path: str | Path, spacing: float, mo
     if tuple(lab_w.shape) != tuple(vol.image.shape[1:]):
         raise AssertionError("image and label working grids differ")
     return Case(id=case_id or Path(image_path).name.split(".")[0], image=vol.image, label=lab_w, modality=vol.modality,
-                fingerprint=volume_fingerprint(img))
+                fingerprint=volume_fingerprint(img), soft=soft_label_maps(lab, vol) if soft else None)
 
 
-def load_cases(pairs: list[tuple[str, str, str]], spacing: float, progress: bool = True) -> list[Case]:
-    """Load (id, image path, label path) triples."""
-    return [load_case(i, l, spacing, case_id=cid) for cid, i, l in tqdm(pairs, desc="loading", disable=not progress)]
+def load_cases(pairs: list[tuple[str, str, str]], spacing: float, progress: bool = True,
+               soft: bool = False) -> list[Case]:
+    """Load (id, image path, label path) triples (``soft``: with soft targets, see ``load_case``)."""
+    return [load_case(i, l, spacing, case_id=cid, soft=soft)
+            for cid, i, l in tqdm(pairs, desc="loading", disable=not progress)]
 
 
 class PatchSampler:
@@ -98,8 +104,11 @@ class PatchSampler:
         self._values = [set(torch.unique(c.label).tolist()) - {0} for c in cases]  # labels per case
         # (modality, label value) -> name of its single-label entry, for adaptive weights
         self._names = {(e.modality, e.indices[0]): e.name for e in vocab if len(e.indices) == 1}
-        self.affine = RandAffined(keys=("image", "label"), prob=0.5, rotate_range=(0.12, 0.12, 0.12),
-                                  scale_range=(0.1, 0.1, 0.1), mode=("bilinear", "nearest"), padding_mode="border")
+        # one draw of the affine moves image, label and soft targets alike ("soft" is there
+        # only for cases with soft targets)
+        self.affine = RandAffined(keys=("image", "label", "soft"), prob=0.5, rotate_range=(0.12, 0.12, 0.12),
+                                  scale_range=(0.1, 0.1, 0.1), mode=("bilinear", "nearest", "bilinear"),
+                                  padding_mode="border", allow_missing_keys=True)
         self.affine.set_random_state(seed)
         self.intensity = [RandScaleIntensity(factors=0.1, prob=0.5), RandShiftIntensity(offsets=0.1, prob=0.5),
                           RandGaussianNoise(prob=0.3, std=0.05)]
@@ -139,10 +148,13 @@ class PatchSampler:
             return self.cases[i], values[self.rng.integers(len(values))]
         return self.cases[i], 0
 
-    def _crop(self, case: Case, focus: int = 0) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int], int]:
+    def _crop(self, case: Case, focus: int = 0):
         """A patch of the case, centred (up to a random shift of a quarter patch) on a
-        random voxel of label ``focus``, or placed at random when it is 0. Also returns
-        the focus label value."""
+        random voxel of label ``focus``, or placed at random when it is 0.
+
+        Returns (image (1, X, Y, Z), label (X, Y, Z), start, focus, soft): ``soft`` is
+        None, or (values, (K, X, Y, Z) float shares in [0, 1]) for the K labels of the
+        patch's label map when the case has soft targets."""
         shape = case.label.shape
         ps = self.patch_size
         if focus:
@@ -154,12 +166,19 @@ class PatchSampler:
                  for c, p, s in zip(centre, ps, shape)]
         sl = tuple(slice(a, a + p) for a, p in zip(start, ps))
         img, lab = case.image[(slice(None),) + sl], case.label[sl]
+        soft = None
+        if case.soft is not None:
+            values = [v for v in torch.unique(lab).tolist() if v in case.soft]
+            shares = [case.soft[v][sl].float() / 255.0 for v in values]
+            soft = (values, torch.stack(shares) if shares else torch.zeros((0, *lab.shape)))
         pad = [p - s for p, s in zip(ps, lab.shape)]
         if any(pad):
             padding = (0, pad[2], 0, pad[1], 0, pad[0])
             img = torch.nn.functional.pad(img.unsqueeze(0), padding, mode="replicate")[0]
             lab = torch.nn.functional.pad(lab, padding)
-        return img, lab, tuple(start), focus
+            if soft is not None:
+                soft = (soft[0], torch.nn.functional.pad(soft[1], padding))
+        return img, lab, tuple(start), focus, soft
 
     def patch(self, require_foreground: bool = False) -> tuple[torch.Tensor, torch.Tensor, str, int]:
         """One augmented patch.
@@ -169,10 +188,12 @@ class PatchSampler:
             label: (X, Y, Z) int16 label map of the patch.
             modality: of the case it came from.
             focus: the label value the patch was centred on (0: none, or lost to augmentation).
+            soft: None, or {label value: (X, Y, Z) float share} for the values in ``label``
+                (cases with soft targets).
         """
         for _ in range(20):  # stage 1 needs a patch with at least one structure in it
             case, focus = self._pick_case()
-            img, lab, start, focus = self._crop(case, focus)
+            img, lab, start, focus, soft = self._crop(case, focus)
             if not require_foreground or bool((lab > 0).any()):
                 break
         coords = coordinate_channels(self.patch_size, self.spacing, start, tuple(case.label.shape))
@@ -180,15 +201,21 @@ class PatchSampler:
             shift = [self.rng.uniform(-j, j) / COORD_SCALE_MM for j in self.coord_jitter_mm]
             coords = coords + torch.tensor(shift, dtype=coords.dtype).view(3, 1, 1, 1)
         if self.augment:
-            d = self.affine({"image": torch.cat([img, coords]), "label": lab.unsqueeze(0).float()})
+            d = {"image": torch.cat([img, coords]), "label": lab.unsqueeze(0).float()}
+            if soft is not None and len(soft[0]):
+                d["soft"] = soft[1]
+            d = self.affine(d)
             img, coords, lab = d["image"][:1], d["image"][1:], d["label"][0].round().to(torch.int16)
+            if "soft" in d:
+                soft = (soft[0], torch.as_tensor(d["soft"]).clamp(0, 1))
             img = torch.as_tensor(img)
             for t in self.intensity:
                 img = torch.as_tensor(t(img))
         x = torch.cat([torch.as_tensor(img), torch.as_tensor(coords)]).unsqueeze(0).float()
         lab = torch.as_tensor(lab)
         focus = focus if focus and bool((lab == focus).any()) else 0
-        return x, lab, case.modality, focus
+        shares = None if soft is None else {v: m for v, m in zip(soft[0], soft[1])}
+        return x, lab, case.modality, focus, shares
 
     def sample(self, prompts_per_image: int, absent_fraction: float):
         """One training example for the text-prompted model.
@@ -196,20 +223,24 @@ class PatchSampler:
         Returns:
             x: (1, 4, X, Y, Z) image + coordinate channels.
             prompts: list of K prompt strings (random training paraphrases).
-            targets: (K, X, Y, Z) float {0, 1} (all zero for absent prompts).
+            targets: (K, X, Y, Z) float: {0, 1}, or the structure's share of each voxel
+                with soft targets (all zero for absent prompts).
             names: the K label names the prompts stand for.
         """
-        x, lab, modality, focus = self.patch(require_foreground=absent_fraction == 0)
-        entries, targets = self.draw_prompts(lab, modality, prompts_per_image, absent_fraction, focus)
+        x, lab, modality, focus, soft = self.patch(require_foreground=absent_fraction == 0)
+        entries, targets = self.draw_prompts(lab, modality, prompts_per_image, absent_fraction, focus, soft)
         prompts = [e.train_prompts[self.rng.integers(len(e.train_prompts))] for e in entries]
         return x, prompts, targets, [e.name for e in entries]
 
-    def draw_prompts(self, lab: torch.Tensor, modality: str, k: int, absent_fraction: float, focus: int = 0):
+    def draw_prompts(self, lab: torch.Tensor, modality: str, k: int, absent_fraction: float, focus: int = 0,
+                     soft: dict[int, torch.Tensor] | None = None):
         """Choose K labels for a patch: present ones, and absent ones with probability
         ``absent_fraction`` each (same modality, not in the patch). The label the patch was
         centred on (``focus``), when it has a non-composite entry, is always the first: a
         small structure is otherwise prompted as absent (in most patches) far more often
-        than as present, and the model learns to never find it. Returns (entries, targets)."""
+        than as present, and the model learns to never find it. Presence is the label map's;
+        the targets are the shares in ``soft`` ({value: (X, Y, Z)}, summed over a composite
+        entry's values) when given, else {0, 1} from ``lab``. Returns (entries, targets)."""
         values = set(torch.unique(lab).tolist())
         pool = [e for e in self.vocab if e.modality == modality]
         present = [e for e in pool if values.intersection(e.indices)]
@@ -223,5 +254,10 @@ class PatchSampler:
             chosen.append(group[self.rng.integers(len(group))])
         if not chosen:
             raise ValueError("patch has no usable prompts")
-        targets = torch.stack([torch.as_tensor(np.isin(lab.numpy(), e.indices)) for e in chosen]).float()
+        if soft is None:
+            targets = torch.stack([torch.as_tensor(np.isin(lab.numpy(), e.indices)) for e in chosen]).float()
+        else:
+            zero = torch.zeros(lab.shape)
+            targets = torch.stack([sum((soft[v] for v in e.indices if v in soft), zero).clamp(max=1.0)
+                                   for e in chosen]).float()
         return chosen, targets

@@ -49,11 +49,12 @@ class LabelDifficulty:
             names: the label name of each of the N prompts.
             losses: (N,) soft-Dice loss of each prompt in the step (the training loss's own,
                 ``TextSegLoss.prompt_dice``).
-            targets: (N, X, Y, Z) {0, 1}; prompts with an empty target (absent) are skipped.
+            targets: (N, X, Y, Z) in [0, 1]; prompts without a voxel at or above 0.5 (absent:
+                soft targets may hold a neighbour's edge) are skipped.
         """
         if not len(names) == losses.numel() == targets.shape[0]:
             raise ValueError(f"{len(names)} names, losses {tuple(losses.shape)}, targets {tuple(targets.shape)}")
-        present = targets.flatten(1).sum(1) > 0
+        present = (targets.flatten(1) >= 0.5).any(1)
         for name, loss, here in zip(names, losses.float().flatten().tolist(), present.tolist()):
             if here:
                 self.values[name] = self.decay * self.value(name) + (1 - self.decay) * loss

@@ -13,7 +13,8 @@ class TextSegLoss(torch.nn.Module):
     Forward args:
         out: the model's dict (``logit1``, ``logit2`` (N, X, Y, Z) on the working grid;
             ``logits2``, ``cosine2`` (N, X/2, Y/2, Z/2)).
-        target: (N, X, Y, Z) float {0, 1}; all zero for an absent-structure prompt.
+        target: (N, X, Y, Z) float in [0, 1] ({0, 1}, or each voxel's share of the
+            structure with soft targets); all zero for an absent-structure prompt.
         weights: {"align", "heatmap", "pass1", "pass2", "fg"} from ``loss_weights_at``.
 
     Returns:
@@ -36,7 +37,7 @@ class TextSegLoss(torch.nn.Module):
         dice = self.dice(logits.unsqueeze(1), target.unsqueeze(1)).flatten()  # (N,)
         self.prompt_dice = dice.detach()
         if not self.absent_dice:
-            dice = dice * (target.flatten(1).sum(1) > 0).to(dice.dtype)
+            dice = dice * (target.flatten(1) >= 0.5).any(1).to(dice.dtype)
         return dice.mean() + F.binary_cross_entropy_with_logits(logits, target)
 
     def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, weights: dict[str, float],
@@ -92,7 +93,7 @@ def foreground_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     over the whole patch (where a small structure's voxels weigh little), it pulls a
     structure's voxels up with the same strength whatever its size, so a prompt that has
     fallen to "never present" is pulled back whenever its structure is in the patch."""
-    fg = target > 0
+    fg = target >= 0.5  # soft targets: the voxels mostly inside the structure
     n = fg.flatten(1).sum(1)
     if not bool((n > 0).any()):
         return logits.sum() * 0.0

@@ -59,7 +59,8 @@ def train_from_studies(studies: list[str | Path], out: str | Path, cfg: Config, 
     train_ids, val_ids = split([p[0] for p in pairs], val_percent)
     logger.info("training on %d cases, validating on %d", len(train_ids), len(val_ids))
     by_id = {p[0]: p for p in pairs}
-    cases = load_cases([by_id[i] for i in train_ids], cfg.model.working_spacing, progress=progress)
+    cases = load_cases([by_id[i] for i in train_ids], cfg.model.working_spacing, progress=progress,
+                       soft=cfg.train.soft_targets)
     val_cases = load_cases([by_id[i] for i in val_ids], cfg.model.working_spacing, progress=progress) if val_ids else None
     text = shared_text_encoder(cfg.model.text_encoder)
     return train(cfg, cases, vocab, text, out, val_cases=val_cases, init=net, resume=resume, progress=progress)
