@@ -47,6 +47,22 @@ def _cmd_bench_accuracy(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_grid(a: argparse.Namespace) -> int:
+    from ..config import Config
+    from ..data.studies_index import labelled_pairs
+    from ..training.run import vocabulary_of
+    from .grid import ROUTES, grid_ceiling
+
+    spacing = a.spacing if a.spacing is not None else Config.load(a.config).model.working_spacing
+    pairs = labelled_pairs(a.studies)[: a.limit or None]
+    report = grid_ceiling(pairs, vocabulary_of([a.studies]), spacing)
+    report["command"] = a.command_line
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps({r: {k: report[r][k] for k in ("mean_dice", "mean_nsd", "lesion_dice")} for r in ROUTES}, indent=2))
+    return 0
+
+
 def _conf_pairs(items: list[str]) -> tuple[tuple[str, str], ...]:
     pairs = []
     for kv in items:
@@ -92,6 +108,13 @@ def add_bench_verbs(sub) -> None:
     s.add_argument("--config", default="configs/default.yaml", help="textseg config")
     s.add_argument("--textseg-model", help="evaluate this checkpoint (trained on the same pool) instead of training")
     s.set_defaults(func=_cmd_bench_accuracy)
+    s = sub.add_parser("bench-grid", help="ceiling of the working grid: ground truth through it and back (JSON)")
+    s.add_argument("--studies", required=True, help="labelled studies folder")
+    s.add_argument("--out", required=True, help="JSON to write")
+    s.add_argument("--spacing", type=float, help="working spacing in mm (default: the config's)")
+    s.add_argument("--config", default="configs/default.yaml", help="config giving the working spacing")
+    s.add_argument("--limit", type=int, default=0, help="first N volumes only (0: all)")
+    s.set_defaults(func=_cmd_bench_grid)
     s = sub.add_parser("bench-speed", help="prompt latency vs MONAI Label's default SegResNet (JSON)")
     s.add_argument("--out", required=True, help="JSON to write")
     s.add_argument("--model", default=str(DEFAULT_CHECKPOINT), help="checkpoint (default: the bundled model)")
