@@ -60,6 +60,22 @@ def test_shares_are_the_indicator_resampled_like_the_image(name):
         assert 2 * float((inside & near).sum()) / float(inside.sum() + near.sum()) > 0.85
 
 
+def test_a_grid_at_an_angle_uses_monai_and_keeps_the_volume():
+    from lib.data.preprocess import WorkingVolume
+
+    affine, shape = GRIDS["anisotropic CT (0.7 x 0.7 x 3.1 mm)"]
+    lab = _label(shape, affine)
+    c, s_ = np.cos(0.5), np.sin(0.5)
+    work = torch.tensor([[2 * c, -2 * s_, 0, -10], [2 * s_, 2 * c, 0, -10], [0, 0, 2, -5], [0, 0, 0, 1]], dtype=torch.float64)
+    vol = WorkingVolume(image=torch.zeros(1, 40, 40, 30), affine=work, original_affine=torch.as_tensor(lab.affine),
+                        original_shape=shape, modality="CT")
+    shares = soft_label_maps(lab, vol)
+    for v, share in shares.items():
+        assert type(share) is torch.Tensor and share.dtype == torch.uint8 and tuple(share.shape) == (40, 40, 30)
+        true_mm3 = float((lab == v).sum()) * 0.7 * 0.7 * 3.1
+        assert abs(float(share.float().sum()) / 255 * 8.0 - true_mm3) < 0.1 * true_mm3
+
+
 def _case() -> Case:
     """A block (1) whose shares also spill 40 % into a one-voxel rim outside it, and a
     small cube (2)."""

@@ -10,8 +10,6 @@ working voxel (``linear``, ``soft_label_maps``, the ``train.soft_targets`` optio
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -19,8 +17,6 @@ from tqdm import tqdm
 from ..data.preprocess import load_volume, prepare, soft_label_maps, to_original_grid, to_working_grid
 from ..data.vocab import Vocabulary
 from ..evaluation import dice_nsd, summarize
-
-logger = logging.getLogger(__name__)
 
 ROUTES = ("nearest", "linear")
 

@@ -159,8 +159,9 @@ def soft_label_maps(lab: MetaTensor, vol: WorkingVolume, margin: int = 2) -> dic
     The nearest-neighbour label map on the working grid moves a boundary by up to half a
     working voxel (1 mm at 2 mm); linear interpolation of each label's indicator keeps its
     position to a fraction of a voxel, the way the image itself is resampled. Done axis by
-    axis on the label's bounding box (``separable_resample``); an oblique input goes through
-    MONAI's ``SpatialResample``.
+    axis on the label's bounding box (``separable_resample``; ``prepare`` keeps even an
+    oblique input's directions, so its grids always allow it); a grid pair at an angle
+    would go through MONAI's ``SpatialResample``.
 
     Args:
         lab: (1, X0, Y0, Z0) label map with the input's affine.
@@ -180,7 +181,7 @@ def soft_label_maps(lab: MetaTensor, vol: WorkingVolume, margin: int = 2) -> dic
         ind = values == v
         if axes is None:
             share = SpatialResample(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(
-                MetaTensor(ind[None].float(), affine=lab.affine), dst_affine=vol.affine, spatial_size=shape)[0]
+                MetaTensor(ind[None].float(), affine=lab.affine), dst_affine=vol.affine, spatial_size=shape).as_tensor()[0]
         else:
             idx = ind.nonzero()
             lo = (idx.min(0).values - margin).clamp(min=0)
@@ -189,7 +190,7 @@ def soft_label_maps(lab: MetaTensor, vol: WorkingVolume, margin: int = 2) -> dic
             # points outside the box take its border value: 0 when the margin fits, else the
             # volume's own border, as for the full map
             share = separable_resample(box, [(w, c - float(lo[w])) for w, c in axes])[0]
-        out[int(v)] = (torch.as_tensor(share).clamp(0, 1) * 255).round().to(torch.uint8)
+        out[int(v)] = (share.clamp(0, 1) * 255).round().to(torch.uint8)
     return out
 
 
