@@ -71,3 +71,17 @@ def test_shipped_configs_parse_and_the_lesion_pull_differs_only_by_its_two_keys(
     pull = Config.load(root / "lesion_pull.yaml")
     assert default.train.focus_sampling == "adaptive" and default.train.w_fg == 0.0
     assert pull == replace(default, train=replace(default.train, w_fg=0.2, fg_above=0.8))
+
+
+def test_the_3mm_config_is_the_default_on_a_coarser_grid_with_the_same_physical_patch():
+    from dataclasses import replace
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    default = Config.load(root / "default.yaml")
+    coarse = Config.load(root / "spacing3.yaml")
+    assert coarse == replace(default, model=replace(default.model, working_spacing=3.0),
+                             train=replace(default.train, patch_size=(56, 56, 48), steps=24000))
+    mm = [p * s for p, s in zip(default.train.patch_size, [default.model.working_spacing] * 3)]
+    mm3 = [p * 3.0 for p in coarse.train.patch_size]
+    assert all(abs(a - b) / a <= 0.15 for a, b in zip(mm, mm3))  # about the same anatomy per patch
