@@ -85,3 +85,14 @@ def test_the_3mm_config_is_the_default_on_a_coarser_grid_with_the_same_physical_
     mm = [p * s for p, s in zip(default.train.patch_size, [default.model.working_spacing] * 3)]
     mm3 = [p * 3.0 for p in coarse.train.patch_size]
     assert all(abs(a - b) / a <= 0.15 for a, b in zip(mm, mm3))  # about the same anatomy per patch
+
+
+def test_the_2_5mm_config_differs_from_the_default_only_by_grid_patch_and_step_bound():
+    from dataclasses import replace
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    default = Config.load(root / "default.yaml")
+    finer = Config.load(root / "spacing25.yaml")
+    assert finer == replace(default, model=replace(default.model, working_spacing=2.5),
+                            train=replace(default.train, patch_size=(64, 64, 48), steps=20000))
