@@ -73,13 +73,16 @@ def test_shipped_configs_parse_and_the_lesion_pull_differs_only_by_its_two_keys(
     assert pull == replace(default, train=replace(default.train, w_fg=0.2, fg_above=0.8))
 
 
-def test_the_3mm_config_is_the_default_on_a_coarser_grid_with_the_same_physical_patch():
-    from dataclasses import replace
+def _shipped(name: str) -> Config:
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "configs"
-    default = Config.load(root / "default.yaml")
-    coarse = Config.load(root / "spacing3.yaml")
+    return Config.load(Path(__file__).resolve().parents[1] / "configs" / name)
+
+
+def test_the_3mm_config_is_the_default_on_a_coarser_grid_with_the_same_physical_patch():
+    from dataclasses import replace
+
+    default, coarse = _shipped("default.yaml"), _shipped("spacing3.yaml")
     assert coarse == replace(default, model=replace(default.model, working_spacing=3.0),
                              train=replace(default.train, patch_size=(56, 56, 48), steps=24000))
     mm = [p * s for p, s in zip(default.train.patch_size, [default.model.working_spacing] * 3)]
@@ -89,10 +92,7 @@ def test_the_3mm_config_is_the_default_on_a_coarser_grid_with_the_same_physical_
 
 def test_the_2_5mm_config_differs_from_the_default_only_by_grid_patch_and_step_bound():
     from dataclasses import replace
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "configs"
-    default = Config.load(root / "default.yaml")
-    finer = Config.load(root / "spacing25.yaml")
+    default, finer = _shipped("default.yaml"), _shipped("spacing25.yaml")
     assert finer == replace(default, model=replace(default.model, working_spacing=2.5),
                             train=replace(default.train, patch_size=(64, 64, 48), steps=20000))
