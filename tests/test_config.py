@@ -62,37 +62,41 @@ def test_app_settings_parse_conf_strings():
         AppSettings.from_conf({"val_percent": "100"})
 
 
-def test_shipped_configs_parse_and_the_lesion_pull_differs_only_by_its_two_keys():
-    from dataclasses import replace
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1] / "configs"
-    default = Config.load(root / "default.yaml")
-    pull = Config.load(root / "lesion_pull.yaml")
-    assert default.train.focus_sampling == "adaptive" and default.train.w_fg == 0.0
-    assert pull == replace(default, train=replace(default.train, w_fg=0.2, fg_above=0.8))
-
-
 def _shipped(name: str) -> Config:
     from pathlib import Path
 
     return Config.load(Path(__file__).resolve().parents[1] / "configs" / name)
 
 
-def test_the_3mm_config_is_the_default_on_a_coarser_grid_with_the_same_physical_patch():
+def test_shipped_configs_parse_and_the_lesion_pull_differs_from_the_2mm_config_only_by_its_two_keys():
     from dataclasses import replace
 
-    default, coarse = _shipped("default.yaml"), _shipped("spacing3.yaml")
-    assert coarse == replace(default, model=replace(default.model, working_spacing=3.0),
-                             train=replace(default.train, patch_size=(56, 56, 48), steps=24000))
-    mm = [p * s for p, s in zip(default.train.patch_size, [default.model.working_spacing] * 3)]
-    mm3 = [p * 3.0 for p in coarse.train.patch_size]
-    assert all(abs(a - b) / a <= 0.15 for a, b in zip(mm, mm3))  # about the same anatomy per patch
+    base, pull = _shipped("spacing2.yaml"), _shipped("lesion_pull.yaml")
+    assert base.train.focus_sampling == "adaptive" and base.train.w_fg == 0.0
+    assert pull == replace(base, train=replace(base.train, w_fg=0.2, fg_above=0.8))
 
 
-def test_the_2_5mm_config_differs_from_the_default_only_by_grid_patch_and_step_bound():
+def _physical_patch_mm(cfg: Config) -> list[float]:
+    return [p * cfg.model.working_spacing for p in cfg.train.patch_size]
+
+
+def test_the_3mm_config_is_the_2mm_config_on_a_coarser_grid_with_the_same_physical_patch():
     from dataclasses import replace
 
-    default, finer = _shipped("default.yaml"), _shipped("spacing25.yaml")
-    assert finer == replace(default, model=replace(default.model, working_spacing=2.5),
-                            train=replace(default.train, patch_size=(64, 64, 48), steps=20000))
+    base, coarse = _shipped("spacing2.yaml"), _shipped("spacing3.yaml")
+    assert coarse == replace(base, model=replace(base.model, working_spacing=3.0),
+                             train=replace(base.train, patch_size=(56, 56, 48), steps=24000))
+    assert all(abs(a - b) / a <= 0.15 for a, b in zip(_physical_patch_mm(base), _physical_patch_mm(coarse)))
+
+
+def test_the_default_is_the_2mm_config_on_a_2_5mm_grid_with_about_the_same_physical_patch():
+    from dataclasses import replace
+
+    from lib.trainers.textseg import PATCH_MM, physical_patch
+
+    base, default = _shipped("spacing2.yaml"), _shipped("default.yaml")
+    assert default == replace(base, model=replace(base.model, working_spacing=2.5),
+                              train=replace(base.train, patch_size=(64, 64, 48), steps=20000))
+    assert all(abs(a - b) / a <= 0.15 for a, b in zip(_physical_patch_mm(base), _physical_patch_mm(default)))
+    # the app's online trainer, which sizes its patch in mm, trains the served model on the same patch
+    assert physical_patch(PATCH_MM, default.model.working_spacing) == default.train.patch_size

@@ -156,10 +156,10 @@ def test_edge_shares_alone_do_not_count_as_present_for_the_difficulty():
     assert d.value("big") < 1.0
 
 
-def test_the_soft_targets_config_differs_from_the_default_only_by_that_key():
+def test_the_soft_targets_config_differs_from_the_2mm_config_only_by_that_key():
     root = Path(__file__).resolve().parents[1] / "configs"
-    default = Config.load(root / "default.yaml")
+    base = Config.load(root / "spacing2.yaml")
     soft = Config.load(root / "soft_targets.yaml")
-    assert not default.train.soft_targets
-    assert soft == replace(default, train=replace(default.train, soft_targets=True))
+    assert not base.train.soft_targets and not Config.load(root / "default.yaml").train.soft_targets
+    assert soft == replace(base, train=replace(base.train, soft_targets=True))
 
