@@ -116,6 +116,9 @@ class TrainConfig:
         align_fraction: share of steps, from the start, before the refiner's loss is on
             (phase order: align + pass 1 first, refiner last).
         prompts_per_image: prompts drawn per training patch.
+        distinct_prompts: draw a patch's prompts without replacement, each label at most
+            once (``PatchSampler``); off: with replacement, as the models up to the 2.5 mm
+            bundled model were trained.
         patch_size: training patch on the working grid (voxels).
         lr, weight_decay, warmup_steps: AdamW and its schedule (linear warm-up, cosine).
         w_align, w_heatmap, w_pass1, w_pass2: loss weights.
@@ -150,6 +153,7 @@ class TrainConfig:
     absent_fraction: float = 0.4
     align_fraction: float = 0.15
     prompts_per_image: int = 6
+    distinct_prompts: bool = False
     patch_size: tuple[int, int, int] = (80, 80, 64)
     lr: float = 3e-3
     weight_decay: float = 1e-4

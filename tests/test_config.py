@@ -100,3 +100,11 @@ def test_the_default_is_the_2mm_config_on_a_2_5mm_grid_with_about_the_same_physi
     assert all(abs(a - b) / a <= 0.15 for a, b in zip(_physical_patch_mm(base), _physical_patch_mm(default)))
     # the app's online trainer, which sizes its patch in mm, trains the served model on the same patch
     assert physical_patch(PATCH_MM, default.model.working_spacing) == default.train.patch_size
+
+
+def test_the_distinct_prompts_config_is_the_default_with_8_distinct_prompts_a_patch():
+    from dataclasses import replace
+
+    default, distinct = _shipped("default.yaml"), _shipped("distinct_prompts.yaml")
+    assert not default.train.distinct_prompts
+    assert distinct == replace(default, train=replace(default.train, prompts_per_image=8, distinct_prompts=True))

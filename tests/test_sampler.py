@@ -115,3 +115,19 @@ def test_adaptive_focus_sampling_centres_hard_labels_more_often():
     sampler.difficulty.values.update({"big": 0.81, "small": 0.01})
     picks = [sampler._pick_case() for _ in range(1000)]
     assert sum(focus == 2 for _, focus in picks) / len(picks) < 0.75 * 0.1 + 0.04
+
+
+def test_distinct_prompts_never_repeat_a_label_and_stay_positive_only_in_stage_1():
+    lab = _case().label  # "big" and "small" present, "other" absent
+    sampler = PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, seed=0, augment=False, distinct_prompts=True)
+    for _ in range(20):
+        names = [e.name for e in sampler.draw_prompts(lab, "CT", 3, absent_fraction=0.0, focus=2)[0]]
+        assert names == ["small", "big"]  # both present labels once, no absent filler
+        names = [e.name for e in sampler.draw_prompts(lab, "CT", 5, absent_fraction=0.5)[0]]
+        assert sorted(names) == ["big", "other", "small"]  # every label once, then the pools are empty
+    only_focus = torch.zeros_like(lab)
+    only_focus[lab == 2] = 2  # the focus label alone: stage 1 prompts it once, nothing absent
+    assert [e.name for e in sampler.draw_prompts(only_focus, "CT", 3, 0.0, focus=2)[0]] == ["small"]
+    # with replacement (the default) the same draw repeats labels
+    plain = PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, seed=0, augment=False)
+    assert len(plain.draw_prompts(lab, "CT", 5, absent_fraction=0.5)[0]) == 5

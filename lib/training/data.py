@@ -86,11 +86,16 @@ class PatchSampler:
             centre), "label" (a label first, then a case that has it) or "adaptive" (a
             label first, weighted by its running difficulty, see ``LabelDifficulty``; the
             trainer feeds ``difficulty`` after every step).
+        distinct_prompts: draw each label at most once per patch (without it the draws are
+            with replacement and a patch may prompt the same label twice); a patch then
+            has fewer than K prompts when its modality has too few labels, and a
+            positive-only draw stops when the present labels run out.
     """
 
     def __init__(self, cases: list[Case], vocab: Vocabulary, patch_size: tuple[int, int, int], spacing: float,
                  seed: int = 0, augment: bool = True,
-                 coord_jitter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0), focus_sampling: str = "case") -> None:
+                 coord_jitter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0), focus_sampling: str = "case",
+                 distinct_prompts: bool = False) -> None:
         if not cases:
             raise ValueError("no labelled cases to train on")
         self.cases, self.vocab, self.patch_size, self.spacing = cases, vocab, patch_size, spacing
@@ -100,6 +105,7 @@ class PatchSampler:
         if focus_sampling not in FOCUS_SAMPLING:
             raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {focus_sampling!r}")
         self.focus_sampling = focus_sampling
+        self.distinct_prompts = distinct_prompts
         self.difficulty = LabelDifficulty() if focus_sampling == "adaptive" else None
         self._values = [set(torch.unique(c.label).tolist()) - {0} for c in cases]  # labels per case
         # (modality, label value) -> name of its single-label entry, for adaptive weights
@@ -246,12 +252,18 @@ class PatchSampler:
         present = [e for e in pool if values.intersection(e.indices)]
         absent = [e for e in pool if not values.intersection(e.indices)]
         chosen: list[LabelEntry] = [e for e in present if e.indices == (focus,)][:1]
+        positive_only = absent_fraction == 0 and bool(present)  # absent ones only in a patch without any
+        if self.distinct_prompts:  # each label at most once: pools shrink as they are drawn
+            present = [e for e in present if e not in chosen]
         while len(chosen) < k:
+            if self.distinct_prompts and positive_only and not present:
+                break  # stage 1 stays positive-only: fewer prompts, never an absent one
             use_absent = absent and (not present or self.rng.random() < absent_fraction)
             group = absent if use_absent else present
             if not group:
                 break
-            chosen.append(group[self.rng.integers(len(group))])
+            chosen.append(group.pop(self.rng.integers(len(group))) if self.distinct_prompts
+                          else group[self.rng.integers(len(group))])
         if not chosen:
             raise ValueError("patch has no usable prompts")
         if soft is None:
