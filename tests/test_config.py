@@ -89,22 +89,22 @@ def test_the_3mm_config_is_the_2mm_config_on_a_coarser_grid_with_the_same_physic
     assert all(abs(a - b) / a <= 0.15 for a, b in zip(_physical_patch_mm(base), _physical_patch_mm(coarse)))
 
 
-def test_the_default_is_the_2mm_config_on_a_2_5mm_grid_with_about_the_same_physical_patch():
+def test_the_2_5mm_config_is_the_2mm_config_on_a_2_5mm_grid_with_about_the_same_physical_patch():
     from dataclasses import replace
 
     from lib.trainers.textseg import PATCH_MM, physical_patch
 
-    base, default = _shipped("spacing2.yaml"), _shipped("default.yaml")
-    assert default == replace(base, model=replace(base.model, working_spacing=2.5),
-                              train=replace(base.train, patch_size=(64, 64, 48), steps=20000))
-    assert all(abs(a - b) / a <= 0.15 for a, b in zip(_physical_patch_mm(base), _physical_patch_mm(default)))
+    base, finer = _shipped("spacing2.yaml"), _shipped("spacing25.yaml")
+    assert finer == replace(base, model=replace(base.model, working_spacing=2.5),
+                            train=replace(base.train, patch_size=(64, 64, 48), steps=20000))
+    assert all(abs(a - b) / a <= 0.15 for a, b in zip(_physical_patch_mm(base), _physical_patch_mm(finer)))
     # the app's online trainer, which sizes its patch in mm, trains the served model on the same patch
-    assert physical_patch(PATCH_MM, default.model.working_spacing) == default.train.patch_size
+    assert physical_patch(PATCH_MM, finer.model.working_spacing) == finer.train.patch_size
 
 
-def test_the_distinct_prompts_config_is_the_default_with_8_distinct_prompts_a_patch():
+def test_the_default_is_the_2_5mm_config_with_8_distinct_prompts_a_patch():
     from dataclasses import replace
 
-    default, distinct = _shipped("default.yaml"), _shipped("distinct_prompts.yaml")
-    assert not default.train.distinct_prompts
-    assert distinct == replace(default, train=replace(default.train, prompts_per_image=8, distinct_prompts=True))
+    finer, default = _shipped("spacing25.yaml"), _shipped("default.yaml")
+    assert not finer.train.distinct_prompts
+    assert default == replace(finer, train=replace(finer.train, prompts_per_image=8, distinct_prompts=True))
