@@ -117,8 +117,8 @@ class TrainConfig:
             (phase order: align + pass 1 first, refiner last).
         prompts_per_image: prompts drawn per training patch.
         distinct_prompts: draw a patch's prompts without replacement, each label at most
-            once (``PatchSampler``); off: with replacement, as the models up to the 2.5 mm
-            bundled model were trained.
+            once (``PatchSampler``); off: with replacement, as every bundled model before
+            commit b362b4d was trained, and as the app's online trainer still draws.
         patch_size: training patch on the working grid (voxels).
         lr, weight_decay, warmup_steps: AdamW and its schedule (linear warm-up, cosine).
         w_align, w_heatmap, w_pass1, w_pass2: loss weights.
