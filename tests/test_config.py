@@ -108,3 +108,17 @@ def test_the_default_is_the_2_5mm_config_with_8_distinct_prompts_a_patch():
     finer, default = _shipped("spacing25.yaml"), _shipped("default.yaml")
     assert not finer.train.distinct_prompts
     assert default == replace(finer, train=replace(finer.train, prompts_per_image=8, distinct_prompts=True))
+
+
+def test_the_12_prompt_config_is_the_default_with_12_prompts_a_patch():
+    from dataclasses import replace
+
+    default, more = _shipped("default.yaml"), _shipped("prompts12.yaml")
+    assert more == replace(default, train=replace(default.train, prompts_per_image=12))
+
+
+def test_the_absent25_config_is_the_default_with_fewer_absent_prompts():
+    from dataclasses import replace
+
+    default, fewer = _shipped("default.yaml"), _shipped("absent25.yaml")
+    assert fewer == replace(default, train=replace(default.train, absent_fraction=0.25))
