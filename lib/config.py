@@ -143,6 +143,11 @@ class TrainConfig:
         precision: "bf16" (bfloat16 autocast for the forward pass, about 1.4x faster steps
             on a CPU with native bf16; float32 weights and losses; falls back to "fp32" on a
             CPU without it) or "fp32".
+        ema_decay: keep an exponential moving average of the weights with this decay per
+            step (``torch.optim.swa_utils``; 0.999 averages over about the last 1000
+            steps) and serve it: the checkpoint holds the averaged weights, and
+            ``<out stem>.raw.pt`` the last raw ones (0: off, the checkpoint holds the raw
+            weights).
         max_minutes: wall-clock budget; training stops early (and saves) when reached.
         val_every: steps between validation passes (0: only at the end).
         seed: sampling and initialisation seed.
@@ -169,6 +174,7 @@ class TrainConfig:
     focus_sampling: str = "case"
     soft_targets: bool = False
     precision: str = "bf16"
+    ema_decay: float = 0.0
     max_minutes: float = 0.0
     val_every: int = 0
     seed: int = 0
@@ -197,6 +203,8 @@ class TrainConfig:
             raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {self.focus_sampling!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.max_minutes < 0:
             raise ValueError(f"max_minutes must be >= 0, got {self.max_minutes!r}")
 

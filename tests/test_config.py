@@ -122,3 +122,16 @@ def test_the_absent25_config_is_the_default_with_fewer_absent_prompts():
 
     default, fewer = _shipped("default.yaml"), _shipped("absent25.yaml")
     assert fewer == replace(default, train=replace(default.train, absent_fraction=0.25))
+
+
+def test_the_ema_config_is_the_default_with_averaged_weights():
+    from dataclasses import replace
+
+    default, ema = _shipped("default.yaml"), _shipped("ema.yaml")
+    assert ema == replace(default, train=replace(default.train, ema_decay=0.999))
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5])
+def test_ema_decay_outside_0_1_is_rejected(decay):
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=decay)

@@ -173,3 +173,24 @@ def test_time_budget_fits_the_schedule(phantom_studies, tmp_path):
         assert last["step"] == meta["steps"]
         assert last["values"] == pytest.approx(meta["label_difficulty"], abs=1e-3)
     assert set(last["values"]) <= set(meta["label_difficulty"]) and all(0 <= v <= 1 for v in last["values"].values())
+
+
+def test_weight_average_is_served_and_the_raw_weights_kept(phantom_studies, tmp_path):
+    """With ``ema_decay`` the checkpoint holds the averaged weights, ``<stem>.raw.pt`` the
+    last raw ones; both load and serve, and they differ."""
+    import torch
+
+    from lib.model.checkpoint import load_checkpoint
+
+    cfg = {"model": CONFIG["model"], "train": {**CONFIG["train"], "steps": 30, "ema_decay": 0.9}}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    ckpt = tmp_path / "ema.pt"
+    assert main(["train", "--studies", str(phantom_studies), "--out", str(ckpt), "--config",
+                 str(tmp_path / "cfg.json"), "--val-percent", "0"]) == 0
+    served, _, meta = load_checkpoint(ckpt)
+    raw, _, raw_meta = load_checkpoint(tmp_path / "ema.raw.pt")
+    assert meta["train_config"]["ema_decay"] == 0.9 and raw_meta["weights"] == "raw"
+    a, b = served.state_dict(), raw.state_dict()
+    assert a.keys() == b.keys()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "ema.pt.resume").exists()

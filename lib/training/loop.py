@@ -8,6 +8,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..config import Config
@@ -51,6 +52,11 @@ def resume_path(out: Path) -> Path:
     return out.with_name(out.name + ".resume")
 
 
+def raw_path(out: Path) -> Path:
+    """Where a run with ``ema_decay`` keeps its last raw (not averaged) weights."""
+    return out.with_name(out.stem + ".raw.pt")
+
+
 def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, out: str | Path,
           val_cases: list[Case] | None = None, init: TextSegNet | None = None, resume: bool = True,
           progress: bool = True, base_stats: dict[str, LabelStats] | None = None,
@@ -85,6 +91,9 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     net = init if init is not None else build_network(cfg.model)
     net.train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    ema = (AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
+           if tc.ema_decay > 0 else None)
+    served = ema.module if ema is not None else net  # the weights validated and saved
     step = 0
     rpath = resume_path(out)
     if resume and rpath.exists():
@@ -92,6 +101,8 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         if state.get("config") == cfg.to_dict():
             net.load_state_dict(state["state_dict"])
             optimizer.load_state_dict(state["optimizer"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
             step = int(state["step"])
             logger.info("resuming %s at step %d", out, step)
         else:
@@ -148,6 +159,8 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(net)
         step += 1
         for k, v in parts.items():
             running[k] = 0.95 * running.get(k, v) + 0.05 * v
@@ -160,9 +173,10 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
                          ", ".join(f"{k} {v:.2f}" for k, v in hard[:5]))
         if step % 100 == 0 or step == sched.steps:
             atomic_torch_save({"config": cfg.to_dict(), "state_dict": net.state_dict(),
-                               "optimizer": optimizer.state_dict(), "step": step}, rpath)
+                               "optimizer": optimizer.state_dict(), "step": step,
+                               "ema": ema.state_dict() if ema is not None else None}, rpath)
         if val_cases and tc.val_every and step % tc.val_every == 0 and step < sched.steps:
-            metrics = validate(net, text, val_cases, vocab)
+            metrics = validate(served, text, val_cases, vocab)
             history.append({"step": step, **metrics})
             logger.info("step %d validation %s", step, metrics)
     bar.close()
@@ -170,7 +184,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     unique = {c.id: c for c in cases}.values()
     stats = {**(base_stats or {}),
              **label_stats((c.label.numpy() for c in unique), vocab, cfg.model.working_spacing ** 3)}
-    val = validate(net, text, val_cases, vocab) if val_cases else {}
+    val = validate(served, text, val_cases, vocab) if val_cases else {}
     summary = {"steps": step, "seconds": round(seconds, 1), "stopped_early": stopped_early,
                "losses": {k: round(v, 4) for k, v in running.items()}, "validation": val, "history": history,
                "train_cases": [c.id for c in cases],
@@ -179,7 +193,10 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
                "label_difficulty": {k: round(v, 4) for k, v in sorted((sampler.difficulty.values if sampler.difficulty else {}).items())},
                "label_difficulty_history": difficulty_history, "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
     net.eval()
-    save_checkpoint(out, net, vocab, meta=summary)
+    served.eval()
+    save_checkpoint(out, served, vocab, meta=summary)
+    if ema is not None:  # the last raw weights too, to compare with their average
+        save_checkpoint(raw_path(out), net, vocab, meta={**summary, "weights": "raw"})
     if rpath.exists() and not stopped_early:
         rpath.unlink()
     logger.info("saved %s after %d steps (%.0f s); validation %s", out, step, seconds, val)
