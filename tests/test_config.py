@@ -102,33 +102,36 @@ def test_the_2_5mm_config_is_the_2mm_config_on_a_2_5mm_grid_with_about_the_same_
     assert physical_patch(PATCH_MM, finer.model.working_spacing) == finer.train.patch_size
 
 
-def test_the_default_is_the_2_5mm_config_with_8_distinct_prompts_a_patch():
+def _default_before_ema() -> Config:
+    """The default configuration as it was before the weight average (commit b362b4d)."""
+    from dataclasses import replace
+
+    default = _shipped("default.yaml")
+    return replace(default, train=replace(default.train, ema_decay=0.0))
+
+
+def test_the_default_is_the_2_5mm_config_with_8_distinct_prompts_a_patch_and_averaged_weights():
     from dataclasses import replace
 
     finer, default = _shipped("spacing25.yaml"), _shipped("default.yaml")
-    assert not finer.train.distinct_prompts
-    assert default == replace(finer, train=replace(finer.train, prompts_per_image=8, distinct_prompts=True))
+    assert not finer.train.distinct_prompts and finer.train.ema_decay == 0.0
+    assert default.train.ema_decay == 0.999
+    assert _default_before_ema() == replace(finer, train=replace(finer.train, prompts_per_image=8,
+                                                                 distinct_prompts=True))
 
 
-def test_the_12_prompt_config_is_the_default_with_12_prompts_a_patch():
+def test_the_12_prompt_config_is_the_default_of_its_time_with_12_prompts_a_patch():
     from dataclasses import replace
 
-    default, more = _shipped("default.yaml"), _shipped("prompts12.yaml")
+    default, more = _default_before_ema(), _shipped("prompts12.yaml")
     assert more == replace(default, train=replace(default.train, prompts_per_image=12))
 
 
-def test_the_absent25_config_is_the_default_with_fewer_absent_prompts():
+def test_the_absent25_config_is_the_default_of_its_time_with_fewer_absent_prompts():
     from dataclasses import replace
 
-    default, fewer = _shipped("default.yaml"), _shipped("absent25.yaml")
+    default, fewer = _default_before_ema(), _shipped("absent25.yaml")
     assert fewer == replace(default, train=replace(default.train, absent_fraction=0.25))
-
-
-def test_the_ema_config_is_the_default_with_averaged_weights():
-    from dataclasses import replace
-
-    default, ema = _shipped("default.yaml"), _shipped("ema.yaml")
-    assert ema == replace(default, train=replace(default.train, ema_decay=0.999))
 
 
 @pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5])

@@ -34,10 +34,13 @@ class DecomposedConv(nn.Module):
         self.act = nn.LeakyReLU(0.01, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # oneDNN's convolutions (their backward above all) are several times faster on
-        # channels-last tensors at these small widths, but GroupNorm's backward is much
-        # slower on them, so only the convolutions see that layout
-        y = self.through(self.inplane(x.contiguous(memory_format=torch.channels_last_3d)))
+        if torch.is_grad_enabled():
+            # oneDNN's convolution backward is several times faster on channels-last tensors
+            # at these small widths (a training step about 8 % faster), but GroupNorm's
+            # backward is much slower on them, so only the convolutions see that layout; the
+            # forward alone (inference) is faster channels-first
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        y = self.through(self.inplane(x))
         return self.act(self.norm(y.contiguous()))
 
 
