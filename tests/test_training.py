@@ -194,3 +194,36 @@ def test_weight_average_is_served_and_the_raw_weights_kept(phantom_studies, tmp_
     assert a.keys() == b.keys()
     assert any(not torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "ema.pt.resume").exists()
+
+
+def test_an_interrupted_run_resumes_with_its_weight_average(phantom_studies, tmp_path, monkeypatch, caplog):
+    """A run that dies after its last step keeps the average in ``<out>.resume``, counted
+    over every step; the next run of the same command continues from it and serves it."""
+    import logging
+
+    import torch
+
+    import lib.training.loop as loop
+    from lib.model.checkpoint import load_checkpoint
+
+    cfg = {"model": CONFIG["model"], "train": {**CONFIG["train"], "steps": 40, "ema_decay": 0.9}}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    ckpt = tmp_path / "ema.pt"
+    args = ["train", "--studies", str(phantom_studies), "--out", str(ckpt), "--config", str(tmp_path / "cfg.json"),
+            "--val-percent", "0"]
+
+    def crash(*a, **k):
+        raise RuntimeError("killed before saving")
+
+    monkeypatch.setattr(loop, "save_checkpoint", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        main(args)
+    state = torch.load(tmp_path / "ema.pt.resume", map_location="cpu", weights_only=False)
+    assert state["step"] == 40 and int(state["ema"]["n_averaged"]) == 40
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="lib.training.loop"):
+        assert main(args) == 0
+    assert f"resuming {ckpt} at step 40" in caplog.text
+    served = load_checkpoint(ckpt)[0].state_dict()
+    for k, v in served.items():
+        assert torch.equal(v, state["ema"][f"module.{k}"])
