@@ -11,6 +11,7 @@ from typing import Any, Mapping
 MODALITY_CHOICES = ("auto", "CT", "MR")
 ADAPTER_OUTPUTS = ("logit", "offset")
 FOCUS_SAMPLING = ("case", "label", "adaptive")
+ABSENT_SAMPLING = ("uniform", "found")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -136,6 +137,12 @@ class TrainConfig:
             its labels), "label" (a label among all, then a case that has it: rare labels
             such as lesions are centred more often) or "adaptive" (label first, weighted by
             each label's running soft-Dice loss: hard and collapsed labels more often).
+        absent_sampling: how a patch's absent-structure prompts are drawn: "uniform" (any
+            label absent from the patch, equally) or "found" (weighted by how well the
+            model already finds the label when it is present, ``LabelDifficulty.
+            absent_weight``; needs ``focus_sampling: adaptive``): a small structure that
+            is absent from most patches is otherwise prompted absent far more often than
+            present, and in stage 2 it collapses to "never present".
         soft_targets: train on each structure's share of every working voxel (linear
             interpolation of its indicator from the input grid, ``soft_label_maps``) instead
             of the nearest-neighbour label map, which moves boundaries by up to half a
@@ -172,6 +179,7 @@ class TrainConfig:
     absent_dice: bool = True
     coord_jitter_mm: tuple[float, float, float] = (10.0, 10.0, 80.0)
     focus_sampling: str = "case"
+    absent_sampling: str = "uniform"
     soft_targets: bool = False
     precision: str = "bf16"
     ema_decay: float = 0.0
@@ -201,6 +209,10 @@ class TrainConfig:
         object.__setattr__(self, "coord_jitter_mm", tuple(float(j) for j in self.coord_jitter_mm))
         if self.focus_sampling not in FOCUS_SAMPLING:
             raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {self.focus_sampling!r}")
+        if self.absent_sampling not in ABSENT_SAMPLING:
+            raise ValueError(f"absent_sampling must be one of {ABSENT_SAMPLING}, got {self.absent_sampling!r}")
+        if self.absent_sampling == "found" and self.focus_sampling != "adaptive":
+            raise ValueError("absent_sampling: found needs focus_sampling: adaptive (the running losses it reads)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -31,6 +31,7 @@ def test_model_config_rejects_bad_values_naming_them(kwargs, name):
     ({"coord_jitter_mm": (1.0, -1.0, 0.0)}, "coord_jitter_mm"), ({"focus_sampling": "organ"}, "focus_sampling"),
     ({"precision": "fp16"}, "precision"), ({"fg_above": 1.0}, "fg_above"),
     ({"fg_above": 0.5, "focus_sampling": "case"}, "adaptive"),
+    ({"absent_sampling": "rare"}, "absent_sampling"), ({"absent_sampling": "found"}, "adaptive"),
 ])
 def test_train_config_rejects_bad_values(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -138,3 +139,11 @@ def test_the_absent25_config_is_the_default_of_its_time_with_fewer_absent_prompt
 def test_ema_decay_outside_0_1_is_rejected(decay):
     with pytest.raises(ValueError, match="ema_decay"):
         TrainConfig(ema_decay=decay)
+
+
+def test_the_absent_found_config_is_the_default_with_absent_prompts_drawn_by_how_well_a_label_is_found():
+    from dataclasses import replace
+
+    default, found = _shipped("default.yaml"), _shipped("absent_found.yaml")
+    assert default.train.absent_sampling == "uniform"
+    assert found == replace(default, train=replace(default.train, absent_sampling="found"))

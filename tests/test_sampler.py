@@ -131,3 +131,52 @@ def test_distinct_prompts_never_repeat_a_label_and_stay_positive_only_in_stage_1
     # with replacement (the default) the same draw repeats labels
     plain = PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, seed=0, augment=False)
     assert len(plain.draw_prompts(lab, "CT", 5, absent_fraction=0.5)[0]) == 5
+
+
+def test_absent_weight_is_one_minus_the_running_loss_with_a_floor():
+    from lib.training.difficulty import LabelDifficulty
+
+    d = LabelDifficulty(decay=0.5, absent_floor=0.1)
+    assert d.absent_weight("never seen") == 0.1  # start 1.0: not found yet
+    d.values.update({"found": 0.2, "lost": 0.97})
+    assert d.absent_weight("found") == pytest.approx(0.8)
+    assert d.absent_weight("lost") == 0.1
+    with pytest.raises(ValueError, match="absent_floor"):
+        LabelDifficulty(absent_floor=0.0)
+
+
+def _two_absent_vocab() -> Vocabulary:
+    return Vocabulary.from_json({"labels": {
+        "big": {"index": 1, "synonyms": ["large block"]},
+        "small": {"index": 2, "synonyms": ["small cube"]},
+        "easy": {"index": 3, "synonyms": ["missing easy thing"]},
+        "hard": {"index": 4, "synonyms": ["missing hard thing"]},
+    }})
+
+
+@pytest.mark.parametrize("mode", ["uniform", "found"])
+def test_found_absent_sampling_rarely_prompts_a_label_the_model_does_not_find(mode):
+    """Both "easy" (running loss 0.1: absent weight 0.9) and "hard" (0.99: the floor, 0.1)
+    are absent from the patch; one absent prompt a patch. "found" draws them 9 : 1,
+    "uniform" 1 : 1; the present prompts are drawn as before."""
+    lab = _case().label
+    sampler = PatchSampler([_case()], _two_absent_vocab(), (16, 16, 16), 2.0, seed=2, augment=False,
+                           focus_sampling="adaptive", distinct_prompts=True, absent_sampling=mode)
+    sampler.difficulty.values.update({"easy": 0.1, "hard": 0.99})
+    draws = [[e.name for e in sampler.draw_prompts(lab, "CT", 4, absent_fraction=1.0, focus=2)[0]]
+             for _ in range(600)]
+    absent = [n for names in draws for n in names if n in ("easy", "hard")]
+    assert all(names[0] == "small" for names in draws) and len(absent) == 2 * 600  # both, once each
+    first = [names[1] for names in draws]  # the first absent draw is the weighted one
+    share_hard = first.count("hard") / len(first)
+    if mode == "found":
+        assert 0.1 - 0.04 < share_hard < 0.1 + 0.04
+    else:
+        assert 0.5 - 0.07 < share_hard < 0.5 + 0.07
+
+
+def test_found_absent_sampling_needs_adaptive_focus_sampling():
+    with pytest.raises(ValueError, match="adaptive"):
+        PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, absent_sampling="found")
+    with pytest.raises(ValueError, match="absent_sampling"):
+        PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, absent_sampling="sometimes")

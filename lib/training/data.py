@@ -12,7 +12,7 @@ import torch
 from monai.transforms import RandAffined, RandGaussianNoise, RandScaleIntensity, RandShiftIntensity
 from tqdm import tqdm
 
-from ..config import FOCUS_SAMPLING
+from ..config import ABSENT_SAMPLING, FOCUS_SAMPLING
 from ..data.preprocess import (COORD_SCALE_MM, coordinate_channels, load_volume, prepare, soft_label_maps,
                                to_working_grid, volume_fingerprint)
 from ..data.vocab import LabelEntry, Vocabulary
@@ -90,12 +90,15 @@ class PatchSampler:
             with replacement and a patch may prompt the same label twice); a patch then
             has fewer than K prompts when its modality has too few labels, and a
             positive-only draw stops when the present labels run out.
+        absent_sampling: "uniform" (each absent label equally likely) or "found" (absent
+            labels drawn by ``LabelDifficulty.absent_weight``: a label the model does not
+            find yet is rarely prompted absent); "found" needs ``focus_sampling`` "adaptive".
     """
 
     def __init__(self, cases: list[Case], vocab: Vocabulary, patch_size: tuple[int, int, int], spacing: float,
                  seed: int = 0, augment: bool = True,
                  coord_jitter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0), focus_sampling: str = "case",
-                 distinct_prompts: bool = False) -> None:
+                 distinct_prompts: bool = False, absent_sampling: str = "uniform") -> None:
         if not cases:
             raise ValueError("no labelled cases to train on")
         self.cases, self.vocab, self.patch_size, self.spacing = cases, vocab, patch_size, spacing
@@ -106,6 +109,11 @@ class PatchSampler:
             raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {focus_sampling!r}")
         self.focus_sampling = focus_sampling
         self.distinct_prompts = distinct_prompts
+        if absent_sampling not in ABSENT_SAMPLING:
+            raise ValueError(f"absent_sampling must be one of {ABSENT_SAMPLING}, got {absent_sampling!r}")
+        if absent_sampling == "found" and focus_sampling != "adaptive":
+            raise ValueError("absent_sampling 'found' needs focus_sampling 'adaptive' (the running losses it reads)")
+        self.absent_sampling = absent_sampling
         self.difficulty = LabelDifficulty() if focus_sampling == "adaptive" else None
         self._values = [set(torch.unique(c.label).tolist()) - {0} for c in cases]  # labels per case
         # (modality, label value) -> name of its single-label entry, for adaptive weights
@@ -262,8 +270,8 @@ class PatchSampler:
             group = absent if use_absent else present
             if not group:
                 break
-            chosen.append(group.pop(self.rng.integers(len(group))) if self.distinct_prompts
-                          else group[self.rng.integers(len(group))])
+            i = self._absent_index(group) if use_absent else int(self.rng.integers(len(group)))
+            chosen.append(group.pop(i) if self.distinct_prompts else group[i])
         if not chosen:
             raise ValueError("patch has no usable prompts")
         if soft is None:
@@ -273,3 +281,10 @@ class PatchSampler:
             targets = torch.stack([sum((soft[v] for v in e.indices if v in soft), zero).clamp(max=1.0)
                                    for e in chosen]).float()
         return chosen, targets
+
+    def _absent_index(self, absent: list[LabelEntry]) -> int:
+        """Index of the absent label to prompt: uniform, or by ``absent_weight`` ("found")."""
+        if self.absent_sampling == "uniform" or self.difficulty is None:
+            return int(self.rng.integers(len(absent)))
+        w = np.array([self.difficulty.absent_weight(e.name) for e in absent])
+        return int(self.rng.choice(len(absent), p=w / w.sum()))

@@ -27,10 +27,13 @@ class LabelDifficulty:
     equally hard) and relearns them within a few dozen observations of each label.
     """
 
-    def __init__(self, decay: float = 0.9, start: float = 1.0, floor: float = 0.02) -> None:
+    def __init__(self, decay: float = 0.9, start: float = 1.0, floor: float = 0.02,
+                 absent_floor: float = 0.1) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay!r}")
-        self.decay, self.start, self.floor = decay, start, floor
+        if not 0.0 < absent_floor <= 1.0:
+            raise ValueError(f"absent_floor must be in (0, 1], got {absent_floor!r}")
+        self.decay, self.start, self.floor, self.absent_floor = decay, start, floor, absent_floor
         self.values: dict[str, float] = {}
 
     def value(self, name: str) -> float:
@@ -40,6 +43,15 @@ class LabelDifficulty:
         """Sampling weight: the square root of the running loss (tempered, so the hardest
         label is not drawn to the exclusion of the rest), at least ``sqrt(floor)``."""
         return math.sqrt(max(self.value(name), self.floor))
+
+    def absent_weight(self, name: str) -> float:
+        """Weight of drawing ``name`` as an absent-structure prompt: one minus its running
+        loss (how well it is found when present), at least ``absent_floor``. A label the
+        model finds is prompted absent as often as any; one it has not learnt yet (or has
+        lost) is prompted absent about ``absent_floor`` as often, so absent prompts do
+        not push it to "never present" while it is rarely seen present; as it is learnt,
+        its absent prompts return."""
+        return max(1.0 - self.value(name), self.absent_floor)
 
     @torch.no_grad()
     def update(self, names: list[str], losses: torch.Tensor, targets: torch.Tensor) -> None:
