@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 MODALITY_CHOICES = ("auto", "CT", "MR")
 ADAPTER_OUTPUTS = ("logit", "offset")
+REFINERS = ("local", "context")
 FOCUS_SAMPLING = ("case", "label", "adaptive")
 ABSENT_SAMPLING = ("uniform", "found")
 PRECISIONS = ("fp32", "bf16")
@@ -51,6 +52,12 @@ class ModelConfig:
             embeddings before the cosine, so every prompt normalises its own copy (about 14x
             the per-prompt cost of pass 1 on a training patch; checkpoints written before
             the option existed use it).
+        refiner: what pass 2's image features hold. "local" (checkpoints written before the
+            option existed): a decomposed convolution over the stride-1 stem features only,
+            read out per voxel by a linear layer after the prompt's FiLM modulation.
+            "context": plus a projection of the shared decoder's stride-2 features (the
+            anatomy pass 1 sees), and a hidden layer in the per-voxel read-out.
+        refiner_width: channels of pass 2's image features.
         encode_window: (X, Y, Z) working-grid window in which a volume is encoded at
             inference (sliding, half overlap, Gaussian-blended), so the encoder's
             normalisation sees the same context size as the training patches. Set by
@@ -75,6 +82,8 @@ class ModelConfig:
     modality: str = "auto"
     dropout: float = 0.0
     adapter: str = "logit"
+    refiner: str = "local"
+    refiner_width: int = 8
     encode_window: tuple[int, int, int] = (80, 80, 64)
 
     def __post_init__(self) -> None:
@@ -104,6 +113,9 @@ class ModelConfig:
             raise ValueError(f"modality must be one of {MODALITY_CHOICES}, got {self.modality!r}")
         if self.adapter not in ADAPTER_OUTPUTS:
             raise ValueError(f"adapter must be one of {ADAPTER_OUTPUTS}, got {self.adapter!r}")
+        if self.refiner not in REFINERS:
+            raise ValueError(f"refiner must be one of {REFINERS}, got {self.refiner!r}")
+        _positive("refiner_width", self.refiner_width)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ class _Up(nn.Module):
 class SharedDecoder(nn.Module):
     """Prompt-independent decoder: features at strides 2/4/8 -> voxel embeddings at stride 2.
 
-    Shapes: [f1, f2, f4, f8] -> (B, D, X/2, Y/2, Z/2) embeddings and (B, c8, X/8, ...) context.
+    Shapes: [f1, f2, f4, f8] -> (B, D, X/2, Y/2, Z/2) embeddings, (B, c8, X/8, ...) context
+    and (B, c2, X/2, ...) the decoded features the embeddings are read from.
     """
 
     def __init__(self, channels: tuple[int, int, int, int], embed_dim: int) -> None:
@@ -35,10 +36,10 @@ class SharedDecoder(nn.Module):
         self.up2 = _Up(c4, c2, c2)
         self.head = nn.Conv3d(c2, embed_dim, 1)
 
-    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         _, f2, f4, f8 = feats
         x = self.up2(self.up4(f8, f4), f2)
-        return self.head(x), f8
+        return self.head(x), f8, x
 
 
 class PromptAdapter(nn.Module):

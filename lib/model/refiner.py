@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .blocks import DecomposedConv
@@ -26,30 +27,62 @@ class GatedRefiner(nn.Module):
     """Predicts a logit correction at full working resolution and applies it inside the
     confidence band of pass 1.
 
-    The image part (a decomposed convolution over the stride-1 features) runs once per
+    The image part (a decomposed convolution over the stride-1 features, plus, with
+    ``context_channels``, a projection of the decoder's stride-2 features) runs once per
     image (``image_features``); per prompt only a FiLM modulation by the prompt, the
-    pass-1 logit and a per-voxel linear read-out run, so extra prompts stay cheap.
+    pass-1 logit, an optional per-voxel hidden layer and a per-voxel linear read-out run,
+    so extra prompts stay cheap.
 
     Args:
         c1: channels of the stride-1 image features.
         embed_dim: prompt-embedding width D.
         tau: half-width of the band.
         width: refiner channels.
+        context_channels: channels of the decoder's stride-2 features to add to the image
+            part (0: none, the refiner sees only the stride-1 stem features: local
+            intensity, no anatomy beyond what pass 1's logit carries).
+        hidden: add a per-voxel hidden layer (width -> width) after the FiLM modulation.
     """
 
-    def __init__(self, c1: int, embed_dim: int, tau: float, width: int = 8) -> None:
+    def __init__(self, c1: int, embed_dim: int, tau: float, width: int = 8, context_channels: int = 0,
+                 hidden: bool = False) -> None:
         super().__init__()
         self.tau = tau
         self.dense_above = 0.3  # band share of voxels above which the dense path is faster
         self.image = DecomposedConv(c1, width)
+        self.context = nn.Conv3d(context_channels, width, 1) if context_channels else None
         self.film = nn.Linear(embed_dim, 3 * width)
+        self.hidden = nn.Linear(width, width) if hidden else None
         # per-voxel read-out (an einsum: a 1-output Conv3d has a very slow backward on CPU)
         self.out_weight = nn.Parameter(torch.zeros(width))
         self.out_bias = nn.Parameter(torch.zeros(()))
 
-    def image_features(self, f1: torch.Tensor) -> torch.Tensor:
-        """(B, c1, X, Y, Z) -> (B, width, X, Y, Z); prompt-independent, computed once."""
-        return self.image(f1)
+    def image_features(self, f1: torch.Tensor, d2: torch.Tensor | None = None) -> torch.Tensor:
+        """Prompt-independent, computed once per image.
+
+        Args:
+            f1: (B, c1, X, Y, Z) stride-1 features.
+            d2: (B, context_channels, X/2, Y/2, Z/2) decoder features; needed (only) with
+                ``context_channels``. Their projection is upsampled by repetition (nearest):
+                the stride-1 convolution and pass 1's trilinear logit carry the fine detail,
+                and the repetition's backward is a cheap sum where a trilinear one is not.
+
+        Returns:
+            (B, width, X, Y, Z).
+        """
+        g = self.image(f1)
+        if self.context is None:
+            return g
+        if d2 is None:
+            raise ValueError("this refiner adds the decoder's stride-2 features: pass d2")
+        return g + F.interpolate(self.context(d2), size=g.shape[2:], mode="nearest")
+
+    def _readout(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., width) modulated features -> (...,) correction."""
+        h = F.leaky_relu(h, 0.01)
+        if self.hidden is not None:
+            h = F.leaky_relu(self.hidden(h), 0.01)
+        return h @ self.out_weight.to(h.dtype) + self.out_bias
 
     def forward(self, g: torch.Tensor, logit1: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         """Refine K prompts per image.
@@ -82,7 +115,7 @@ class GatedRefiner(nn.Module):
         gamma, beta, w = self.film(prompts).chunk(3, dim=1)  # (N, width) each
         features = g.reshape(g.shape[0], g.shape[1], -1).transpose(1, 2)[rows // k, vox]  # (M, width)
         h = features * (1 + gamma[rows]) + beta[rows] + w[rows] * flat1.detach()[rows, vox, None] / 4.0
-        delta = nn.functional.leaky_relu(h, 0.01) @ self.out_weight.to(h.dtype) + self.out_bias
+        delta = self._readout(h)
         correction = torch.zeros_like(flat1).index_put((rows, vox), delta.to(flat1.dtype))
         return logit1 + correction.view_as(logit1)
 
@@ -91,5 +124,4 @@ class GatedRefiner(nn.Module):
         k = logit1.shape[0] // g.shape[0]
         gamma, beta, w = (v[..., None, None, None] for v in self.film(prompts).chunk(3, dim=1))
         h = g.repeat_interleave(k, dim=0) * (1 + gamma) + beta + w * logit1.detach().unsqueeze(1) / 4.0
-        h = nn.functional.leaky_relu(h, 0.01)
-        return torch.einsum("nwxyz,w->nxyz", h, self.out_weight) + self.out_bias
+        return self._readout(h.movedim(1, -1))

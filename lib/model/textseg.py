@@ -48,7 +48,9 @@ class TextSegNet(nn.Module):
         self.decoder = SharedDecoder(cfg.channels, cfg.embed_dim)
         self.adapter = PromptAdapter(cfg.channels[3], cfg.embed_dim, cfg.embed_dim if cfg.adapter == "offset" else 1)
         self.head = SimilarityHead(cfg.text_dim, cfg.embed_dim, cfg.temperature)
-        self.refiner = GatedRefiner(cfg.channels[0], cfg.embed_dim, cfg.tau)
+        context = cfg.refiner == "context"
+        self.refiner = GatedRefiner(cfg.channels[0], cfg.embed_dim, cfg.tau, width=cfg.refiner_width,
+                                    context_channels=cfg.channels[1] if context else 0, hidden=context)
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
 
     def encode_image(self, x: torch.Tensor) -> ImageEncoding:
@@ -56,9 +58,9 @@ class TextSegNet(nn.Module):
         if x.ndim != 5 or any(s % 8 for s in x.shape[2:]):
             raise ValueError(f"expected (B, C, X, Y, Z) with X, Y, Z divisible by 8, got {tuple(x.shape)}")
         feats = self.encoder(x)
-        voxels, context = self.decoder(feats)
+        voxels, context, decoded = self.decoder(feats)
         voxels, context = self.dropout(voxels), self.dropout(context)
-        return ImageEncoding(g=self.refiner.image_features(feats[0]), voxels=voxels, context=context)
+        return ImageEncoding(g=self.refiner.image_features(feats[0], decoded), voxels=voxels, context=context)
 
     def encode_volume(self, x: torch.Tensor, overlap: float = 0.5) -> ImageEncoding:
         """Encode a whole volume in sliding windows of ``cfg.encode_window`` (MONAI's
