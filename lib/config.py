@@ -57,7 +57,7 @@ class ModelConfig:
             read out per voxel by a linear layer after the prompt's FiLM modulation.
             "context": plus a projection of the shared decoder's stride-2 features (the
             anatomy pass 1 sees), and a hidden layer in the per-voxel read-out.
-        refiner_width: channels of pass 2's image features.
+        refiner_width: channels of pass 2's image features (a multiple of 4).
         encode_window: (X, Y, Z) working-grid window in which a volume is encoded at
             inference (sliding, half overlap, Gaussian-blended), so the encoder's
             normalisation sees the same context size as the training patches. Set by
@@ -115,7 +115,9 @@ class ModelConfig:
             raise ValueError(f"adapter must be one of {ADAPTER_OUTPUTS}, got {self.adapter!r}")
         if self.refiner not in REFINERS:
             raise ValueError(f"refiner must be one of {REFINERS}, got {self.refiner!r}")
-        _positive("refiner_width", self.refiner_width)
+        if self.refiner_width < 1 or self.refiner_width % 4:
+            raise ValueError(f"refiner_width must be a positive multiple of 4 (its group norm has 4 groups), "
+                             f"got {self.refiner_width!r}")
 
 
 @dataclass(frozen=True)

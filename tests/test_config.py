@@ -18,7 +18,8 @@ def test_defaults_follow_the_papers():
     ({"temperature": 0}, "temperature"), ({"modality": "PET"}, "modality"),
     ({"channels": (8, 16, 32)}, "channels"), ({"working_spacing": -1}, "working_spacing"),
     ({"encode_window": (80, 80, 60)}, "encode_window"), ({"min_volume_fraction": 1.5}, "min_volume_fraction"),
-    ({"adapter": "film"}, "adapter"),
+    ({"adapter": "film"}, "adapter"), ({"refiner": "attention"}, "refiner"), ({"refiner_width": 0}, "refiner_width"),
+    ({"refiner_width": 6}, "refiner_width"),
 ])
 def test_model_config_rejects_bad_values_naming_them(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -147,3 +148,11 @@ def test_the_absent_found_config_is_the_default_with_absent_prompts_drawn_by_how
     default, found = _shipped("default.yaml"), _shipped("absent_found.yaml")
     assert default.train.absent_sampling == "uniform"
     assert found == replace(default, train=replace(default.train, absent_sampling="found"))
+
+
+def test_the_context_refiner_config_is_the_default_with_the_context_refiner():
+    from dataclasses import replace
+
+    default, ctx = _shipped("default.yaml"), _shipped("context_refiner.yaml")
+    assert default.model.refiner == "local"
+    assert ctx == replace(default, model=replace(default.model, refiner="context"))

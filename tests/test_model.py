@@ -99,21 +99,50 @@ def test_gate_edits_only_inside_band():
     assert torch.equal(out[1:5], logit1[1:5] + 10)
 
 
-def test_refiner_never_changes_confident_voxels(tiny):
+@pytest.mark.parametrize("refiner", ["local", "context"])
+def test_refiner_never_changes_confident_voxels(refiner):
+    torch.manual_seed(0)
+    net = build_network(sized_config("tiny", text_dim=12, refiner=refiner)).eval()
     with torch.no_grad():
-        for p in tiny.refiner.parameters():
+        for p in net.refiner.parameters():
             p.normal_()
-        out = tiny(torch.randn(1, 4, 16, 16, 16), torch.randn(2, 12))
+        out = net(torch.randn(1, 4, 16, 16, 16), torch.randn(2, 12))
     p1 = torch.sigmoid(out["logit1"])
     outside = (p1 - 0.5).abs() >= 0.35
+    inside = ~outside
+    assert outside.any() and inside.any()
     assert torch.equal(out["logit2"][outside], out["logit1"][outside])
+    assert not torch.allclose(out["logit2"][inside], out["logit1"][inside])  # it does edit the band
 
 
-def test_refiner_band_only_equals_dense_gate():
+def test_the_context_refiner_sees_the_decoder_features():
+    """With ``refiner: context`` pass 2's image features change with the decoder's stride-2
+    features even where the stride-1 stem features are the same; the local refiner's do not
+    depend on them, and the context one refuses to run without them."""
+    torch.manual_seed(3)
+    ctx = GatedRefiner(8, 16, tau=0.35, context_channels=6, hidden=True)
+    local = GatedRefiner(8, 16, tau=0.35)
+    f1 = torch.randn(1, 8, 8, 6, 4)
+    d2, other = torch.randn(1, 6, 4, 3, 2), torch.randn(1, 6, 4, 3, 2)
+    assert not torch.allclose(ctx.image_features(f1, d2), ctx.image_features(f1, other))
+    assert torch.equal(local.image_features(f1, d2), local.image_features(f1, other))
+    # each stride-2 voxel's projection lands on its 2 x 2 x 2 block of stride-1 voxels
+    moved = d2.clone()
+    moved[..., 1, 2, 0] += 5.0
+    changed = (ctx.image_features(f1, moved) != ctx.image_features(f1, d2)).any(1)[0]
+    assert changed.nonzero().min(0).values.tolist() == [2, 4, 0]
+    assert changed.nonzero().max(0).values.tolist() == [3, 5, 1]
+    with pytest.raises(ValueError, match="d2"):
+        ctx.image_features(f1)
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_refiner_band_only_equals_dense_gate(hidden):
     """The refiner computes its correction only inside the band; values and gradients must
-    equal the dense reference (correction at every voxel, then the gate)."""
+    equal the dense reference (correction at every voxel, then the gate), with and without
+    the context refiner's hidden read-out layer."""
     torch.manual_seed(0)
-    refiner = GatedRefiner(8, 16, tau=0.35)
+    refiner = GatedRefiner(8, 16, tau=0.35, hidden=hidden)
     refiner.dense_above = 1.0  # always the band-only path (this band holds ~40 % of voxels)
     with torch.no_grad():
         for p in refiner.parameters():
@@ -127,6 +156,8 @@ def test_refiner_band_only_equals_dense_gate():
     assert 0 < band.sum() < band.numel()
     assert torch.allclose(sparse, dense, atol=1e-5)
     params = [g, logit1, refiner.film.weight, refiner.film.bias, refiner.out_weight, refiner.out_bias]
+    if hidden:
+        params += [refiner.hidden.weight, refiner.hidden.bias]
     for a, b in zip(torch.autograd.grad(sparse.square().sum(), params),
                     torch.autograd.grad(dense.square().sum(), params)):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-3)
@@ -220,3 +251,28 @@ def test_checkpoints_from_before_the_adapter_option_load_with_the_offset_adapter
     loaded = load_checkpoint(path)[0]
     assert loaded.cfg.adapter == "offset"
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
+
+
+def test_checkpoints_from_before_the_refiner_option_load_with_the_local_refiner(tmp_path):
+    from lib.data.vocab import Vocabulary
+    from lib.model.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    vocab = Vocabulary.from_json({"labels": {"liver": {"index": 1}}})
+    net = build_network(sized_config("tiny", text_dim=12))
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, net, vocab)
+    data = torch.load(path, weights_only=False)
+    del data["model_config"]["refiner"], data["model_config"]["refiner_width"]
+    torch.save(data, path)
+    loaded = load_checkpoint(path)[0]
+    assert (loaded.cfg.refiner, loaded.cfg.refiner_width) == ("local", 8)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
+    # a context-refiner checkpoint comes back with its own parts and the same outputs
+    ctx = build_network(sized_config("tiny", text_dim=12, refiner="context", refiner_width=12)).eval()
+    save_checkpoint(tmp_path / "ctx.pt", ctx, vocab)
+    back = load_checkpoint(tmp_path / "ctx.pt")[0]
+    assert back.cfg.refiner == "context" and back.refiner.context is not None and back.refiner.hidden is not None
+    x, t = torch.randn(1, 4, 16, 16, 16), torch.randn(2, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x, t)["logit2"], ctx(x, t)["logit2"])
