@@ -7,7 +7,7 @@ import torch
 
 from lib.data.label_stats import LabelStats, label_stats, largest_piece_share, stats_from_json, stats_to_json
 from lib.data.vocab import Vocabulary
-from lib.inference.postprocess import (below_volume_floor, body_midline, drop_smaller_pieces, drop_wrong_side,
+from lib.inference.postprocess import (below_volume_floor, body_midline, cut_by_field_of_view, drop_smaller_pieces, drop_wrong_side,
                                        is_one_piece, keep_largest_piece, prompt_side)
 
 VOCAB = Vocabulary.from_json({"labels": {
@@ -105,6 +105,21 @@ def test_one_piece_and_volume_floor_rules():
     assert not below_volume_floor(1.0, organ, 0.0) and not below_volume_floor(1.0, None, 0.25)
 
 
+def _ball(shape, centre, radius):
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"))
+    return ((grid - np.asarray(centre).reshape(3, 1, 1, 1)) ** 2).sum(0) <= radius ** 2
+
+
+def test_cut_by_field_of_view_tells_a_cut_structure_from_a_blob_grazing_the_edge():
+    shape = (30, 30, 20)
+    assert not cut_by_field_of_view(np.zeros(shape, bool))
+    assert not cut_by_field_of_view(_ball(shape, (15, 15, 10), 5))           # well inside
+    assert cut_by_field_of_view(_ball(shape, (15, 15, 21), 6))               # the top slice cuts its lower part
+    assert cut_by_field_of_view(_ball(shape, (-1, 15, 10), 6))               # cut along x as well
+    grazing = _ball(shape, (15, 15, 14), 5)                                  # touches the top slice, widest inside
+    assert grazing[:, :, -1].any() and not cut_by_field_of_view(grazing)
+
+
 @pytest.fixture
 def crafted(tiny_checkpoint, phantom_studies):
     """A predictor whose two passes are replaced by crafted probability maps."""
@@ -158,3 +173,16 @@ def test_volume_floor_reports_a_tiny_mask_absent(crafted):
     predictor.label_stats["liver"] = LabelStats(cases=5, single_component=1.0, volume_p05_mm3=1e9)
     (liver,) = predictor.predict(encoded, ["liver"])
     assert not liver.present and not liver.mask.any() and liver.volume_mm3 == 0.0
+
+
+def test_volume_floor_spares_a_structure_the_scan_edge_cuts(crafted):
+    """The lung bases at the top of an abdominal scan: a small visible part of a large
+    structure, cut by the last slice, is reported present in spite of the floor."""
+    predictor, encoded, _ = crafted
+    predictor.label_stats["liver"] = LabelStats(cases=5, single_component=1.0, volume_p05_mm3=1e9)
+    shape = encoded.shape
+    cut = torch.zeros(shape)
+    cut[4:10, 4:10, shape[2] - 3:] = 0.9
+    predictor.probabilities = lambda enc, prompts: (cut[None], cut[None])
+    (liver,) = predictor.predict(encoded, ["liver"])
+    assert liver.present and liver.mask.any() and liver.mask[:, :, -1].any()

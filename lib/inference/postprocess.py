@@ -98,7 +98,28 @@ def is_one_piece(stats: LabelStats | None, min_share: float) -> bool:
     return stats is not None and stats.cases > 0 and stats.single_component >= min_share
 
 
+CUT_FACE_SHARE = 0.9  # a face holding this share of the mask's widest section cuts the structure
+
+
+def cut_by_field_of_view(mask: np.ndarray, share: float = CUT_FACE_SHARE) -> bool:
+    """Whether the edge of the scan cuts the structure off: along some axis, the mask's
+    section on the first or last slice is (nearly, ``share``) its widest section along that
+    axis. A structure cut there goes on outside the field of view, so its visible part can
+    be far smaller than any training volume (the lung bases at the top of an abdominal
+    scan); a spurious blob that only grazes the edge is wider inside. (X, Y, Z) bool."""
+    if not mask.any():
+        return False
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        sections = mask.sum(axis=others)  # (N,) voxels of each slice along ``axis``
+        widest = sections.max()
+        if max(sections[0], sections[-1]) >= share * widest:
+            return True
+    return False
+
+
 def below_volume_floor(volume_mm3: float, stats: LabelStats | None, fraction: float) -> bool:
     """Whether a mask is smaller than ``fraction`` of the label's 5th-percentile training
-    volume: too small to be that structure, so it is reported absent."""
+    volume: too small to be that structure, so it is reported absent (the caller exempts
+    masks ``cut_by_field_of_view``)."""
     return stats is not None and fraction > 0 and volume_mm3 < fraction * stats.volume_p05_mm3
