@@ -7,8 +7,9 @@ import torch
 
 from lib.data.label_stats import LabelStats, label_stats, largest_piece_share, stats_from_json, stats_to_json
 from lib.data.vocab import Vocabulary
-from lib.inference.postprocess import (below_volume_floor, body_midline, cut_by_field_of_view, drop_smaller_pieces, drop_wrong_side,
-                                       is_one_piece, keep_largest_piece, prompt_side)
+from lib.inference.postprocess import (below_floor, below_volume_floor, body_midline, cut_by_field_of_view,
+                                       drop_smaller_pieces, drop_wrong_side, is_one_piece, keep_largest_piece,
+                                       prompt_side)
 
 VOCAB = Vocabulary.from_json({"labels": {
     "liver": {"index": 1}, "left kidney": {"index": 2}, "right kidney": {"index": 3}, "liver lesion": {"index": 4},
@@ -177,12 +178,29 @@ def test_volume_floor_reports_a_tiny_mask_absent(crafted):
 
 def test_volume_floor_spares_a_structure_the_scan_edge_cuts(crafted):
     """The lung bases at the top of an abdominal scan: a small visible part of a large
-    structure, cut by the last slice, is reported present in spite of the floor."""
+    structure, cut by the last slice, is held to half the floor; far below that it is
+    still reported absent (a structure just outside the scan lit up at its edge)."""
     predictor, encoded, _ = crafted
-    predictor.label_stats["liver"] = LabelStats(cases=5, single_component=1.0, volume_p05_mm3=1e9)
     shape = encoded.shape
     cut = torch.zeros(shape)
     cut[4:10, 4:10, shape[2] - 3:] = 0.9
     predictor.probabilities = lambda enc, prompts: (cut[None], cut[None])
-    (liver,) = predictor.predict(encoded, ["liver"])
-    assert liver.present and liver.mask.any() and liver.mask[:, :, -1].any()
+    predictor.label_stats["liver"] = None
+    (free,) = predictor.predict(encoded, ["liver"])
+    assert free.present and free.mask[:, :, -1].any()
+    v = free.volume_mm3
+    predictor.label_stats["liver"] = LabelStats(cases=5, single_component=1.0, volume_p05_mm3=v / 0.18)
+    (liver,) = predictor.predict(encoded, ["liver"])  # floor 1.4 v, half floor 0.7 v
+    assert liver.present and np.array_equal(liver.mask, free.mask)
+    predictor.label_stats["liver"] = LabelStats(cases=5, single_component=1.0, volume_p05_mm3=v / 0.1)
+    (liver,) = predictor.predict(encoded, ["liver"])  # half floor 1.25 v
+    assert not liver.present and not liver.mask.any()
+
+
+def test_below_floor_halves_the_floor_only_for_a_cut_mask():
+    organ = LabelStats(cases=10, single_component=1.0, volume_p05_mm3=1000.0)  # floor 250 at 0.25
+    shape = (30, 30, 20)
+    inside, cut = _ball(shape, (15, 15, 10), 4), _ball(shape, (15, 15, 21), 6)
+    assert below_floor(inside, 200.0, organ, 0.25) and not below_floor(inside, 260.0, organ, 0.25)
+    assert not below_floor(cut, 200.0, organ, 0.25) and below_floor(cut, 120.0, organ, 0.25)
+    assert not below_floor(cut, 1.0, organ, 0.0) and not below_floor(inside, 1.0, None, 0.25)

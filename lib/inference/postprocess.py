@@ -99,6 +99,7 @@ def is_one_piece(stats: LabelStats | None, min_share: float) -> bool:
 
 
 CUT_FACE_SHARE = 0.9  # a face holding this share of the mask's widest section cuts the structure
+CUT_FLOOR_SHARE = 0.5  # a cut structure's volume floor is this share of the label's floor
 
 
 def cut_by_field_of_view(mask: np.ndarray, share: float = CUT_FACE_SHARE) -> bool:
@@ -120,6 +121,15 @@ def cut_by_field_of_view(mask: np.ndarray, share: float = CUT_FACE_SHARE) -> boo
 
 def below_volume_floor(volume_mm3: float, stats: LabelStats | None, fraction: float) -> bool:
     """Whether a mask is smaller than ``fraction`` of the label's 5th-percentile training
-    volume: too small to be that structure, so it is reported absent (the caller exempts
-    masks ``cut_by_field_of_view``)."""
+    volume: too small to be that structure, so it is reported absent."""
     return stats is not None and fraction > 0 and volume_mm3 < fraction * stats.volume_p05_mm3
+
+
+def below_floor(mask: np.ndarray, volume_mm3: float, stats: LabelStats | None, fraction: float) -> bool:
+    """``below_volume_floor``, with a floor ``CUT_FLOOR_SHARE`` as high for a mask the edge
+    of the scan cuts (``cut_by_field_of_view``): its visible part may be much smaller than
+    any training volume, but a sliver far below even that lowered floor is more often a
+    structure just outside the scan lit up at its edge than a piece of it inside."""
+    if not below_volume_floor(volume_mm3, stats, fraction):
+        return False
+    return not cut_by_field_of_view(mask) or below_volume_floor(volume_mm3, stats, fraction * CUT_FLOOR_SHARE)

@@ -20,8 +20,7 @@ from ..data.vocab import Vocabulary, normalize_prompt
 from ..model.text_encoder import TextEncoder
 from ..model.textseg import ImageEncoding, TextSegNet
 from ..model.uncertainty import candidate_region, scalar_uncertainty, uncertainty_map
-from .postprocess import (below_volume_floor, body_midline, cut_by_field_of_view, drop_smaller_pieces, drop_wrong_side,
-                          is_one_piece, prompt_side)
+from .postprocess import below_floor, body_midline, drop_smaller_pieces, drop_wrong_side, is_one_piece, prompt_side
 
 logger = logging.getLogger(__name__)
 
@@ -165,8 +164,8 @@ class Predictor:
         After the two passes, masks are cleaned (see ``ModelConfig``): a prompt naming one
         side loses pieces on the other side of the midline; a known label that is one piece
         in training keeps its largest piece (both on the working grid, before resampling);
-        a mask below the label's volume floor is reported absent unless the edge of the scan
-        cuts it (``cut_by_field_of_view``: its visible part may be any size). The reported probability
+        a mask below the label's volume floor is reported absent (half that floor when the
+        edge of the scan cuts it, ``below_floor``). The reported probability
         map is the one after the side check and the largest piece; the scalar uncertainty
         is the two passes' own."""
         start = time.perf_counter()
@@ -190,8 +189,7 @@ class Predictor:
             mask = (p2_orig[k] >= cfg.threshold).numpy()
             volume = float(mask.sum()) * vol.voxel_volume_mm3
             present = (volume >= max(cfg.min_volume_mm3, 1e-9) and mask.any()
-                       and not (below_volume_floor(volume, stats, cfg.min_volume_fraction)
-                                and not cut_by_field_of_view(mask)))
+                       and not below_floor(mask, volume, stats, cfg.min_volume_fraction))
             if not present:
                 mask[:] = False
             results.append(PromptResult(
