@@ -23,6 +23,7 @@ from .segresnet import evaluate_segresnet, train_segresnet
 logger = logging.getLogger(__name__)
 
 TRAIN_SEED, TEST_SEED = 1000, 2000
+ISSUE_BUDGET_MINUTES = 45  # the training budget the accuracy targets are stated for
 
 
 def ensure_phantoms(folder: Path, count: int, seed: int) -> None:
@@ -64,6 +65,10 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
             raise ValueError(f"{ckpt} was trained on test phantoms {seen[:5]}")
         train_summary = meta
         minutes = round(meta["seconds"] / 60, 1)
+        if minutes > ISSUE_BUDGET_MINUTES:
+            logger.warning("%s trained for %.1f min, beyond the benchmark's %d-minute budget: SegResNet gets "
+                           "the same time, and the figures do not count against the budgeted targets",
+                           ckpt, minutes, ISSUE_BUDGET_MINUTES)
         precision = meta.get("precision", "fp32")  # checkpoints before the setting trained in float32
     else:
         ckpt = work / "textseg.pt"
@@ -90,6 +95,7 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
         "textseg_train_cases": len(train_summary.get("train_cases", [])),
         "train_phantoms": n_train, "test_phantoms": n_test, "train_seed": TRAIN_SEED, "test_seed": TEST_SEED,
         "budget_minutes_each": minutes,
+        "within_budget": minutes <= ISSUE_BUDGET_MINUTES,
         "textseg": {**block(ts["summary"]), "paraphrase_dice": ts["summary"]["paraphrase_dice"],
                     "canonical_dice_same_cases": ts["summary"]["canonical_dice_same_cases"],
                     "paraphrase_gap": ts["summary"]["paraphrase_gap"],
