@@ -21,6 +21,9 @@ def test_prompt_side():
     assert prompt_side("Tumour in the RIGHT lung") == "right"
     assert prompt_side("left and right kidney") is None
     assert prompt_side("liver") is None and prompt_side("leftover tissue") is None
+    assert prompt_side("L hippocampus") == "left" and prompt_side("r kidney") == "right"
+    assert prompt_side("l-spine") is None and prompt_side("l1 vertebra") is None
+    assert prompt_side("L and R kidneys") is None
 
 
 def test_body_midline_is_the_centre_of_the_bright_voxels():
@@ -33,16 +36,31 @@ def test_body_midline_is_the_centre_of_the_bright_voxels():
 def test_drop_wrong_side_removes_whole_pieces_beyond_the_midline():
     p = torch.zeros(20, 6, 6)
     p[2:6, 1:4, 1:4] = 0.9                # a piece on the low-x side (patient's left, RAS)
-    p[9:12, 1:4, 1:4] = 0.7               # straddles x = 10 but its centre (10) is left of 10.5
+    p[9:12, 1:4, 1:4] = 0.7               # straddles x = 10.5: rows 9 and 10 left, 11 right
     p[14:18, 1:4, 1:4] = 0.8              # a piece on the right
     p[15, 5, 5] = 0.3                     # below threshold: not a piece, left alone
     left = drop_wrong_side(p, "left", midline=10.5, threshold=0.5)
-    assert left[2:6].max() == pytest.approx(0.9) and left[9:12].max() == pytest.approx(0.7)
+    assert left[2:6].max() == pytest.approx(0.9) and left[9:11, 1:4, 1:4].min() == pytest.approx(0.7)
     assert left[14:18, 1:4, 1:4].max() == 0 and left[15, 5, 5] == pytest.approx(0.3)
+    assert left[11].max() == 0            # a third of the straddling piece lay beyond: cut there
     right = drop_wrong_side(p, "right", midline=10.5, threshold=0.5)
-    assert right[2:12].max() == 0 and right[14:18].max() == pytest.approx(0.8)
+    assert right[2:11].max() == 0 and right[14:18].max() == pytest.approx(0.8)
+    assert right[11, 1:4, 1:4].min() == pytest.approx(0.7)  # its right third is kept
     with pytest.raises(ValueError, match="side"):
         drop_wrong_side(p, "up", 10.0, 0.5)
+
+
+def test_drop_wrong_side_cuts_a_piece_that_spans_both_sides():
+    p = torch.zeros(20, 6, 6)
+    p[3:9, 1:5, 1:5] = 0.9                # patient's left (low x) ...
+    p[9:11, 2:3, 2:3] = 0.9               # ... joined through the midline (10.5) ...
+    p[11:19, 1:5, 1:5] = 0.9              # ... to a larger part on the right: one piece
+    right = drop_wrong_side(p, "right", midline=10.5, threshold=0.5)
+    assert right[:11].max() == 0 and torch.equal(right[11:], p[11:])
+    p = torch.zeros(20, 6, 6)
+    p[9:19, 1:5, 1:5] = 0.9               # reaches 2 of its 10 rows over the midline: kept whole
+    assert torch.equal(drop_wrong_side(p, "right", midline=10.5, threshold=0.5), p)
+    assert drop_wrong_side(p, "left", midline=10.5, threshold=0.5).max() == 0  # 8 of 10 beyond: dropped
 
 
 def test_keep_largest_piece():

@@ -15,12 +15,15 @@ from ..data.label_stats import LabelStats
 CLEANUP_OFF = {"side_check": False, "largest_piece": False, "min_volume_fraction": 0.0}  # ModelConfig values
 
 _SIDE = re.compile(r"\b(left|right)\b")
+_SIDE_LETTER = re.compile(r"(?<![\w-])([lr])(?![\w-])")  # "L hippocampus", not "l-spine"
+STRADDLE_SHARE = 0.25  # ``drop_wrong_side``: a piece with a share beyond the midline between this and 1 - this is cut
 
 
 def prompt_side(prompt: str) -> str | None:
     """"left" or "right" when the prompt names exactly one side ("left kidney",
-    "tumour in the right lung"); None otherwise (no side, or both)."""
-    sides = set(_SIDE.findall(prompt.lower()))
+    "tumour in the right lung", "L hippocampus"); None otherwise (no side, or both)."""
+    text = prompt.lower()
+    sides = set(_SIDE.findall(text)) | {"left" if s == "l" else "right" for s in _SIDE_LETTER.findall(text)}
     return sides.pop() if len(sides) == 1 else None
 
 
@@ -42,11 +45,20 @@ def _box(mask: np.ndarray) -> tuple[slice, ...]:
 
 
 def drop_wrong_side(p: torch.Tensor, side: str, midline: float, threshold: float) -> torch.Tensor:
-    """Zero the pieces of ``p >= threshold`` (26-connected) whose centre lies on the other
-    side of the midline than ``side``. The working grid is RAS: x grows toward the
-    patient's right. A left kidney is never right of the midline, so a "left kidney" prompt
-    that also lights up the right one (or only it, after a left nephrectomy) loses that
-    piece. (X, Y, Z) -> (X, Y, Z)."""
+    """Clear what lies on the other side of the midline than ``side`` from ``p >= threshold``
+    (26-connected pieces), by the share ``w`` of each piece's voxels beyond the midline.
+    The working grid is RAS: x grows toward the patient's right.
+
+    - ``w >= 1 - STRADDLE_SHARE``: the piece is dropped whole. A left kidney is never right
+      of the midline, so a "left kidney" prompt that also lights up the right one (or only
+      it, after a left nephrectomy) loses that piece.
+    - ``STRADDLE_SHARE < w < 1 - STRADDLE_SHARE``: the piece is cut at the midline. Both
+      lungs touch in the mediastinum, and a prompt that lights up both as one piece ("the
+      lung on the right") keeps the named one.
+    - ``w <= STRADDLE_SHARE``: the piece is kept whole (a kidney's hilum or a lung's
+      mediastinal edge may reach a little over the midline).
+
+    (X, Y, Z) -> (X, Y, Z)."""
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
     mask = (p >= threshold).numpy()
@@ -54,13 +66,17 @@ def drop_wrong_side(p: torch.Tensor, side: str, midline: float, threshold: float
         return p
     box = _box(mask)
     pieces, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3), dtype=bool))
-    centres = ndimage.center_of_mass(mask[box], pieces, range(1, n + 1))
-    x0 = box[0].start
-    wrong = [i + 1 for i, c in enumerate(centres) if ((c[0] + x0 > midline) if side == "left" else (c[0] + x0 < midline))]
-    if not wrong:
+    x = np.arange(box[0].start, box[0].stop)
+    beyond = ((x > midline) if side == "left" else (x < midline))[:, None, None]  # rows on the other side
+    index = range(1, n + 1)
+    share = np.asarray(ndimage.sum(mask[box] & beyond, pieces, index)) / np.asarray(ndimage.sum(mask[box], pieces, index))
+    drop = [i + 1 for i in range(n) if share[i] >= 1 - STRADDLE_SHARE]
+    cut = [i + 1 for i in range(n) if STRADDLE_SHARE < share[i] < 1 - STRADDLE_SHARE]
+    if not drop and not cut:
         return p
+    clear = np.isin(pieces, drop) | (np.isin(pieces, cut) & beyond)
     out = p.clone()
-    out[box][torch.as_tensor(np.isin(pieces, wrong))] = 0.0
+    out[box][torch.as_tensor(clear)] = 0.0
     return out
 
 
