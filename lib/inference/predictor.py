@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..data.label_stats import LabelStats
 from ..data.preprocess import WorkingVolume, coordinate_channels, pad_to_multiple, prepare, to_original_grid
 from ..data.vocab import Vocabulary, normalize_prompt
 from ..model.text_encoder import TextEncoder
 from ..model.textseg import ImageEncoding, TextSegNet
-from ..model.upsample import upsample_trilinear
 from ..model.uncertainty import candidate_region, scalar_uncertainty, uncertainty_map
 from .postprocess import below_floor, body_midline, drop_smaller_pieces, drop_wrong_side, is_one_piece, prompt_side
 
@@ -224,7 +224,7 @@ class Predictor:
         X, Y, Z = encoded.shape
         p1_all, p2_all = [], []
         for k in range(len(prompts)):
-            logit1 = upsample_trilinear(logits2[k : k + 1, None], full)[0]
+            logit1 = F.interpolate(logits2[k : k + 1, None], size=full, mode="trilinear", align_corners=False)[0]
             p1 = torch.sigmoid(logit1)
             logit2 = logit1.clone()
             box = self._candidate_box(p1[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 from torch import nn
 
@@ -13,7 +14,6 @@ from .decoder import PromptAdapter, SharedDecoder
 from .image_encoder import ImageEncoder
 from .refiner import GatedRefiner
 from .similarity import SimilarityHead, cosine_map, shared_cosine_map
-from .upsample import upsample_trilinear
 
 
 @dataclass
@@ -104,7 +104,7 @@ class TextSegNet(nn.Module):
             (B*K, 1, X/8, Y/8, Z/8) map; with "offset" ``s * cos(v + up(o), t) / T + b``.
         """
         size = enc.voxels.shape[2:]
-        adapted = upsample_trilinear(self.adapter(enc.context, prompts), size)
+        adapted = F.interpolate(self.adapter(enc.context, prompts), size=size, mode="trilinear", align_corners=False)
         if self.cfg.adapter == "offset":
             k = prompts.shape[0] // enc.voxels.shape[0]
             cosine = cosine_map(enc.voxels.repeat_interleave(k, dim=0) + adapted, prompts)
@@ -125,7 +125,8 @@ class TextSegNet(nn.Module):
         """
         prompts = self.head.embed_prompts(text_features)
         out = self.pass1(enc, prompts)
-        logit1 = upsample_trilinear(out["logits2"].unsqueeze(1), enc.g.shape[2:]).squeeze(1)
+        logit1 = F.interpolate(out["logits2"].unsqueeze(1), size=enc.g.shape[2:], mode="trilinear",
+                               align_corners=False).squeeze(1)
         out["logit1"] = logit1
         out["logit2"] = self.refiner(enc.g, logit1, prompts)
         return out
