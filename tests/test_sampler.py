@@ -45,6 +45,18 @@ def test_patch_reports_its_focus_label_when_it_is_inside():
         assert focus == 0 or bool((lab == focus).any())
 
 
+def test_augmented_patches_are_plain_tensors():
+    from monai.data import MetaTensor
+
+    case = _case()
+    case = Case(id=case.id, image=MetaTensor(case.image), label=case.label, modality="CT")  # as loaded
+    sampler = PatchSampler([case], _vocab(), (16, 16, 16), 2.0, seed=1, augment=True)
+    for _ in range(6):  # the affine is drawn with probability 0.5 and returns MetaTensors
+        x, lab, _, _, _ = sampler.patch()
+        assert type(x) is torch.Tensor and type(lab) is torch.Tensor
+        assert x.shape == (1, 4, 16, 16, 16) and lab.dtype == torch.int16
+
+
 def test_coordinate_jitter_stays_within_range():
     case = _case()
     plain = PatchSampler([case], _vocab(), (40, 40, 32), 2.0, seed=0, augment=False)

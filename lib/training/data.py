@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.transforms import RandAffined, RandGaussianNoise, RandScaleIntensity, RandShiftIntensity
+from monai.utils import convert_to_tensor
 from tqdm import tqdm
 
 from ..config import ABSENT_SAMPLING, FOCUS_SAMPLING
@@ -225,8 +226,11 @@ class PatchSampler:
             img = torch.as_tensor(img)
             for t in self.intensity:
                 img = torch.as_tensor(t(img))
-        x = torch.cat([torch.as_tensor(img), torch.as_tensor(coords)]).unsqueeze(0).float()
-        lab = torch.as_tensor(lab)
+        # plain tensors: a MetaTensor (MONAI's transforms return them) would carry its
+        # metadata through every operation of the network's forward and backward pass
+        x = convert_to_tensor(torch.cat([torch.as_tensor(img), torch.as_tensor(coords)]).unsqueeze(0).float(),
+                              track_meta=False)
+        lab = convert_to_tensor(lab, track_meta=False)
         focus = focus if focus and bool((lab == focus).any()) else 0
         shares = None if soft is None else {v: m for v, m in zip(soft[0], soft[1])}
         return x, lab, case.modality, focus, shares
