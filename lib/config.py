@@ -147,6 +147,9 @@ class TrainConfig:
             the whole Dice loss).
         coord_jitter_mm: per-axis range (mm, uniform +-) of a random shift of the
             coordinate channels of each training patch (see ``PatchSampler``).
+        affine_prob: probability that a training patch gets the random affine (rotation up
+            to 0.12 rad and scaling up to 10 % per axis; ``PatchSampler``). 0: intensity
+            augmentation and coordinate jitter only.
         focus_sampling: how a patch's centre label is drawn: "case" (a case, then one of
             its labels), "label" (a label among all, then a case that has it: rare labels
             such as lesions are centred more often) or "adaptive" (label first, weighted by
@@ -192,6 +195,7 @@ class TrainConfig:
     fg_above: float = 0.0
     absent_dice: bool = True
     coord_jitter_mm: tuple[float, float, float] = (10.0, 10.0, 80.0)
+    affine_prob: float = 0.5
     focus_sampling: str = "case"
     absent_sampling: str = "uniform"
     soft_targets: bool = False
@@ -221,6 +225,8 @@ class TrainConfig:
         if len(self.coord_jitter_mm) != 3 or min(self.coord_jitter_mm) < 0:
             raise ValueError(f"coord_jitter_mm must be 3 values >= 0, got {self.coord_jitter_mm!r}")
         object.__setattr__(self, "coord_jitter_mm", tuple(float(j) for j in self.coord_jitter_mm))
+        if not 0.0 <= self.affine_prob <= 1.0:
+            raise ValueError(f"affine_prob must be in [0, 1], got {self.affine_prob!r}")
         if self.focus_sampling not in FOCUS_SAMPLING:
             raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {self.focus_sampling!r}")
         if self.absent_sampling not in ABSENT_SAMPLING:

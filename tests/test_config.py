@@ -33,6 +33,7 @@ def test_model_config_rejects_bad_values_naming_them(kwargs, name):
     ({"precision": "fp16"}, "precision"), ({"fg_above": 1.0}, "fg_above"),
     ({"fg_above": 0.5, "focus_sampling": "case"}, "adaptive"),
     ({"absent_sampling": "rare"}, "absent_sampling"), ({"absent_sampling": "found"}, "adaptive"),
+    ({"affine_prob": 1.5}, "affine_prob"),
 ])
 def test_train_config_rejects_bad_values(kwargs, name):
     with pytest.raises(ValueError, match=name):

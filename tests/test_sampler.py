@@ -57,6 +57,22 @@ def test_augmented_patches_are_plain_tensors():
         assert x.shape == (1, 4, 16, 16, 16) and lab.dtype == torch.int16
 
 
+def test_without_the_affine_patches_keep_the_volumes_geometry():
+    """affine_prob 0: intensity augmentation still runs, but the label map of every patch
+    is the case's own crop (the affine, drawn at 0.5, resamples it in some patches)."""
+    case = _case()
+
+    def crops_kept(prob: float) -> list[bool]:
+        sampler = PatchSampler([case], _vocab(), (40, 40, 32), 2.0, seed=0, affine_prob=prob)
+        patches = [sampler.patch() for _ in range(12)]
+        return [torch.equal(lab, case.label) for _, lab, _, _, _ in patches]
+
+    assert all(crops_kept(0.0))
+    assert not all(crops_kept(0.5))
+    with pytest.raises(ValueError, match="affine_prob"):
+        PatchSampler([case], _vocab(), (16, 16, 16), 2.0, affine_prob=-0.1)
+
+
 def test_coordinate_jitter_stays_within_range():
     case = _case()
     plain = PatchSampler([case], _vocab(), (40, 40, 32), 2.0, seed=0, augment=False)

@@ -94,12 +94,14 @@ class PatchSampler:
         absent_sampling: "uniform" (each absent label equally likely) or "found" (absent
             labels drawn by ``LabelDifficulty.absent_weight``: a label the model does not
             find yet is rarely prompted absent); "found" needs ``focus_sampling`` "adaptive".
+        affine_prob: with ``augment``, the probability of the random affine (rotation and
+            scaling) of a patch; the intensity augmentation does not depend on it.
     """
 
     def __init__(self, cases: list[Case], vocab: Vocabulary, patch_size: tuple[int, int, int], spacing: float,
                  seed: int = 0, augment: bool = True,
                  coord_jitter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0), focus_sampling: str = "case",
-                 distinct_prompts: bool = False, absent_sampling: str = "uniform") -> None:
+                 distinct_prompts: bool = False, absent_sampling: str = "uniform", affine_prob: float = 0.5) -> None:
         if not cases:
             raise ValueError("no labelled cases to train on")
         self.cases, self.vocab, self.patch_size, self.spacing = cases, vocab, patch_size, spacing
@@ -121,7 +123,9 @@ class PatchSampler:
         self._names = {(e.modality, e.indices[0]): e.name for e in vocab if len(e.indices) == 1}
         # one draw of the affine moves image, label and soft targets alike ("soft" is there
         # only for cases with soft targets)
-        self.affine = RandAffined(keys=("image", "label", "soft"), prob=0.5, rotate_range=(0.12, 0.12, 0.12),
+        if not 0.0 <= affine_prob <= 1.0:
+            raise ValueError(f"affine_prob must be in [0, 1], got {affine_prob!r}")
+        self.affine = RandAffined(keys=("image", "label", "soft"), prob=affine_prob, rotate_range=(0.12, 0.12, 0.12),
                                   scale_range=(0.1, 0.1, 0.1), mode=("bilinear", "nearest", "bilinear"),
                                   padding_mode="border", allow_missing_keys=True)
         self.affine.set_random_state(seed)
