@@ -58,6 +58,12 @@ class ModelConfig:
             "context": plus a projection of the shared decoder's stride-2 features (the
             anatomy pass 1 sees), and a hidden layer in the per-voxel read-out.
         refiner_width: channels of pass 2's image features (a multiple of 4).
+        fine_logit: pass 1 adds to its upsampled stride-2 similarity logits a fine term at
+            the working grid's resolution: a linear read-out of the refiner's stride-1
+            image features with weights set by the prompt (``FineLogit``, starting at
+            zero), at every voxel, not only in the band. Without it
+            (checkpoints written before the option existed) pass 1's boundaries come from
+            the stride-2 grid alone, and only the refiner's band sees the working grid.
         encode_window: (X, Y, Z) working-grid window in which a volume is encoded at
             inference (sliding, half overlap, Gaussian-blended), so the encoder's
             normalisation sees the same context size as the training patches. Set by
@@ -84,6 +90,7 @@ class ModelConfig:
     adapter: str = "logit"
     refiner: str = "local"
     refiner_width: int = 8
+    fine_logit: bool = False
     encode_window: tuple[int, int, int] = (80, 80, 64)
 
     def __post_init__(self) -> None:

@@ -65,6 +65,33 @@ def test_windowed_encoding_stitches_every_stride():
         net.encode_volume(torch.randn(1, 4, 20, 16, 16))
 
 
+def test_fine_term_starts_at_zero_and_adds_a_per_prompt_read_out():
+    torch.manual_seed(4)
+    x, t = torch.randn(1, 4, 16, 16, 24), torch.randn(3, 12)
+    net = build_network(sized_config("tiny", text_dim=12, fine_logit=True)).eval()
+
+    def upsampled(out):
+        return torch.nn.functional.interpolate(out["logits2"].unsqueeze(1), size=(16, 16, 24), mode="trilinear",
+                                               align_corners=False).squeeze(1)
+
+    with torch.no_grad():
+        enc = net.encode_image(x)
+        out = net.segment(enc, t)
+        torch.testing.assert_close(out["logit1"], upsampled(out))  # fresh: the stride-2 map alone
+        net.fine.weights.weight.normal_(0.0, 0.5)
+        net.fine.weights.bias.normal_(0.0, 0.5)
+        out = net.segment(enc, t)
+        unit = torch.nn.functional.normalize(net.head.embed_prompts(t), dim=1)
+        u = net.fine.weights(unit)  # (3, width + 1): read-out weights and bias per prompt
+        conv = torch.einsum("cxyz,kc->kxyz", enc.g[0], u[:, :-1]) + u[:, -1, None, None, None]
+        alone = torch.cat([net.segment(enc, t[i : i + 1])["logit1"] for i in range(3)])
+    torch.testing.assert_close(out["logit1"], upsampled(out) + conv, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out["logit1"], alone, rtol=1e-4, atol=1e-4)
+    assert (out["logit1"] - upsampled(out)).abs().max() > 1e-2  # the term is there
+    with pytest.raises(ValueError, match="do not fit"):
+        net.fine(enc.g.repeat(2, 1, 1, 1, 1), torch.randn(3, net.cfg.embed_dim))
+
+
 def test_factory_sizes_grow():
     counts = [count_parameters(build_network(sized_config(s))) for s in ("tiny", "small", "base")]
     assert counts == sorted(counts) and counts[0] < 200_000 < counts[1] < 1_000_000 < counts[2]

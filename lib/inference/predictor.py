@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.label_stats import LabelStats
 from ..data.preprocess import WorkingVolume, coordinate_channels, pad_to_multiple, prepare, to_original_grid
@@ -220,11 +219,10 @@ class Predictor:
         enc = encoded.encoding
         emb = self.net.head.embed_prompts(self.text.encode(prompts))
         logits2 = self.net.pass1(enc, emb)["logits2"]  # (K, x2, y2, z2)
-        full = enc.g.shape[2:]
         X, Y, Z = encoded.shape
         p1_all, p2_all = [], []
         for k in range(len(prompts)):
-            logit1 = F.interpolate(logits2[k : k + 1, None], size=full, mode="trilinear", align_corners=False)[0]
+            logit1 = self.net.full_logits(enc, logits2[k : k + 1], emb[k : k + 1])  # (1, X, Y, Z)
             p1 = torch.sigmoid(logit1)
             logit2 = logit1.clone()
             box = self._candidate_box(p1[0])

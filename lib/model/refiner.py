@@ -125,3 +125,32 @@ class GatedRefiner(nn.Module):
         gamma, beta, w = (v[..., None, None, None] for v in self.film(prompts).chunk(3, dim=1))
         h = g.repeat_interleave(k, dim=0) * (1 + gamma) + beta + w * logit1.detach().unsqueeze(1) / 4.0
         return self._readout(h.movedim(1, -1))
+
+
+class FineLogit(nn.Module):
+    """Pass 1's fine term (``ModelConfig.fine_logit``): a per-prompt linear read-out of the
+    refiner's stride-1 image features ``g``, added to the upsampled stride-2 similarity
+    logits at every voxel (not only in the band), so pass 1's boundaries are not limited to
+    the stride-2 grid. The read-out weights are a linear map of the prompt's unit
+    embedding, starting at zero (a fresh network's pass 1 is the similarity map alone).
+    Equal to a 1x1x1 convolution of ``g`` to D channels dotted with the unit prompt, without
+    materialising the D-channel map.
+
+    Shapes: g (B, width, X, Y, Z), prompts (B*K, D), K consecutive rows per image ->
+    (B*K, X, Y, Z), float32.
+    """
+
+    def __init__(self, width: int, embed_dim: int) -> None:
+        super().__init__()
+        self.weights = nn.Linear(embed_dim, width + 1)  # width read-out weights and a bias
+        nn.init.zeros_(self.weights.weight)
+        nn.init.zeros_(self.weights.bias)
+
+    def forward(self, g: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        b, width = g.shape[:2]
+        if prompts.ndim != 2 or prompts.shape[0] % b:
+            raise ValueError(f"prompts {tuple(prompts.shape)} do not fit features {tuple(g.shape)}")
+        with torch.autocast(g.device.type, enabled=False):
+            u = self.weights(F.normalize(prompts.float(), dim=1)).view(b, -1, width + 1)
+            out = torch.einsum("bcxyz,bkc->bkxyz", g.float(), u[..., :width]) + u[..., width, None, None, None]
+        return out.reshape(-1, *g.shape[2:])

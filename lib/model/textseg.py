@@ -12,7 +12,7 @@ from torch import nn
 from ..config import ModelConfig
 from .decoder import PromptAdapter, SharedDecoder
 from .image_encoder import ImageEncoder
-from .refiner import GatedRefiner
+from .refiner import FineLogit, GatedRefiner
 from .similarity import SimilarityHead, cosine_map, shared_cosine_map
 
 
@@ -52,6 +52,7 @@ class TextSegNet(nn.Module):
         self.refiner = GatedRefiner(cfg.channels[0], cfg.embed_dim, cfg.tau, width=cfg.refiner_width,
                                     context_channels=cfg.channels[1] if context else 0, hidden=context)
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
+        self.fine = FineLogit(cfg.refiner_width, cfg.embed_dim) if cfg.fine_logit else None
 
     def encode_image(self, x: torch.Tensor) -> ImageEncoding:
         """(B, 4, X, Y, Z) -> ImageEncoding."""
@@ -112,6 +113,22 @@ class TextSegNet(nn.Module):
         cosine = shared_cosine_map(enc.voxels, prompts)
         return {"logits2": self.head.logits_from_cosine(cosine) + adapted[:, 0].float(), "cosine2": cosine}
 
+    def full_logits(self, enc: ImageEncoding, logits2: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        """Pass 1 on the working grid: the stride-2 logits upsampled (trilinear), plus, with
+        ``cfg.fine_logit``, the fine term read from the stride-1 features ``enc.g``.
+
+        Args:
+            enc: encoding of B images.
+            logits2: (B*K, X/2, Y/2, Z/2) from ``pass1``.
+            prompts: (B*K, D) prompt embeddings, K consecutive rows per image.
+
+        Returns:
+            (B*K, X, Y, Z) pass-1 logits.
+        """
+        logit1 = F.interpolate(logits2.unsqueeze(1), size=enc.g.shape[2:], mode="trilinear",
+                               align_corners=False).squeeze(1)
+        return logit1 if self.fine is None else logit1 + self.fine(enc.g, prompts)
+
     def segment(self, enc: ImageEncoding, text_features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Both passes for K prompts per image.
 
@@ -120,13 +137,12 @@ class TextSegNet(nn.Module):
             text_features: (B*K, H) frozen text features.
 
         Returns:
-            ``logit1`` (B*K, X, Y, Z) pass-1 logits upsampled to the working grid,
+            ``logit1`` (B*K, X, Y, Z) pass-1 logits on the working grid (``full_logits``),
             ``logit2`` (B*K, X, Y, Z) refined logits, plus ``logits2``/``cosine2`` at stride 2.
         """
         prompts = self.head.embed_prompts(text_features)
         out = self.pass1(enc, prompts)
-        logit1 = F.interpolate(out["logits2"].unsqueeze(1), size=enc.g.shape[2:], mode="trilinear",
-                               align_corners=False).squeeze(1)
+        logit1 = self.full_logits(enc, out["logits2"], prompts)
         out["logit1"] = logit1
         out["logit2"] = self.refiner(enc.g, logit1, prompts)
         return out
