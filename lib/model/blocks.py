@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .conv import Conv3d
+
 
 def _norm(channels: int) -> nn.Module:
     return nn.GroupNorm(num_groups=min(4, channels), num_channels=channels)
@@ -26,20 +28,17 @@ class DecomposedConv(nn.Module):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride!r}")
-        self.inplane = nn.Conv3d(in_ch, out_ch, (3, 3, 1), stride=stride, padding=(1, 1, 0), bias=False)
+        self.inplane = Conv3d(in_ch, out_ch, (3, 3, 1), stride=stride, padding=(1, 1, 0), bias=False,
+                              grad_channels_last=True)
         if stride == 2:  # keep the through-plane axis in step with the strided in-plane axes
-            self.inplane = nn.Conv3d(in_ch, out_ch, (3, 3, 3), stride=2, padding=1, bias=False)
-        self.through = nn.Conv3d(out_ch, out_ch, (1, 1, 3), padding=(0, 0, 1), bias=False)
+            self.inplane = Conv3d(in_ch, out_ch, (3, 3, 3), stride=2, padding=1, bias=False, grad_channels_last=True)
+        self.through = Conv3d(out_ch, out_ch, (1, 1, 3), padding=(0, 0, 1), bias=False, grad_channels_last=True)
         self.norm = _norm(out_ch)
         self.act = nn.LeakyReLU(0.01, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
-            # oneDNN's convolution backward is several times faster on channels-last tensors
-            # at these small widths (the network's forward and backward about 8 % faster),
-            # but GroupNorm's backward is much slower on them, so only the convolutions see
-            # that layout; the forward alone (inference) is faster channels-first
-            x = x.contiguous(memory_format=torch.channels_last_3d)
+        # the convolutions choose their layout (``Conv3d``); GroupNorm's backward is much
+        # slower on channels-last tensors, so it gets a channels-first one
         y = self.through(self.inplane(x))
         return self.act(self.norm(y.contiguous()))
 

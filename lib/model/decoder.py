@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import DecomposedConv, FiLMAdapter
+from .conv import Conv3d
 
 
 class _Up(nn.Module):
@@ -34,7 +35,7 @@ class SharedDecoder(nn.Module):
         _, c2, c4, c8 = channels
         self.up4 = _Up(c8, c4, c4)
         self.up2 = _Up(c4, c2, c2)
-        self.head = nn.Conv3d(c2, embed_dim, 1)
+        self.head = Conv3d(c2, embed_dim, 1)
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         _, f2, f4, f8 = feats
@@ -54,7 +55,7 @@ class PromptAdapter(nn.Module):
     def __init__(self, c8: int, embed_dim: int, out_channels: int, depth: int = 2) -> None:
         super().__init__()
         self.adapters = nn.ModuleList([FiLMAdapter(c8, embed_dim) for _ in range(depth)])
-        self.out = nn.Conv3d(c8, out_channels, 1)
+        self.out = Conv3d(c8, out_channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import DecomposedConv
+from .conv import Conv3d
 
 
 def confidence_band(p1: torch.Tensor, tau: float) -> torch.Tensor:
@@ -50,7 +51,7 @@ class GatedRefiner(nn.Module):
         self.tau = tau
         self.dense_above = 0.3  # band share of voxels above which the dense path is faster
         self.image = DecomposedConv(c1, width)
-        self.context = nn.Conv3d(context_channels, width, 1) if context_channels else None
+        self.context = Conv3d(context_channels, width, 1) if context_channels else None
         self.film = nn.Linear(embed_dim, 3 * width)
         self.hidden = nn.Linear(width, width) if hidden else None
         # per-voxel read-out (an einsum: a 1-output Conv3d has a very slow backward on CPU)
