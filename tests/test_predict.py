@@ -50,3 +50,23 @@ def test_predict_reports_bad_input_clearly(tmp_path, tiny_checkpoint, caplog):
     rc = main(["predict", "--model", str(tmp_path / "missing.pt"), "--image", str(bad), "--prompt", "liver",
                "--out", str(tmp_path)])
     assert rc == 2 and "not found" in caplog.text
+
+
+def test_a_label_of_the_other_modality_is_reported_absent(phantom_studies, tiny_checkpoint):
+    """A CT label prompted in an image that looks like MR gets an empty mask and a reason;
+    in the CT image itself the same prompt is answered by the network (no reason given)."""
+    from monai.transforms import LoadImage
+
+    from lib.inference.service import load_predictor
+
+    predictor, _ = load_predictor(tiny_checkpoint)
+    ct = LoadImage(image_only=True, ensure_channel_first=True)(str(phantom_studies / "phantom_0000.nii.gz"))
+    mr_like = ct - ct.min() + 10.0  # no air near -1000 HU: guessed MR
+    (ct_result,) = predictor.segment(ct, ["liver"])[1]
+    encoded, (mr_result,) = predictor.segment(mr_like, ["liver"])
+    assert encoded.volume.modality == "MR"
+    assert "absent_reason" not in ct_result.summary()
+    assert not mr_result.present and not mr_result.mask.any() and mr_result.volume_mm3 == 0.0
+    assert "CT structure" in mr_result.summary()["absent_reason"]
+    (free_text,) = predictor.predict(encoded, ["something new"])  # not a vocabulary label: no gate
+    assert "absent_reason" not in free_text.summary()

@@ -116,6 +116,8 @@ class PromptResult:
         warning = script_warning(self.prompt)
         if warning:
             out["warning"] = warning
+        if "absent_reason" in self.extra:
+            out["absent_reason"] = self.extra["absent_reason"]
         return out
 
 
@@ -164,7 +166,10 @@ class Predictor:
         side loses pieces on the other side of the midline; a known label that is one piece
         in training keeps its largest piece (both on the working grid, before resampling);
         a mask below the label's volume floor is reported absent (half that floor when the
-        edge of the scan cuts it, ``below_floor``). The reported probability
+        edge of the scan cuts it, ``below_floor``); a label of the other modality (a CT organ
+        in an image that looks like MR, or the reverse: training never prompts a label in the
+        other modality's scans, so the network's answer there is a guess) is reported absent,
+        with the reason in ``extra["absent_reason"]``. The reported probability
         map is the one after the side check and the largest piece; the scalar uncertainty
         is the two passes' own."""
         start = time.perf_counter()
@@ -189,6 +194,11 @@ class Predictor:
             volume = float(mask.sum()) * vol.voxel_volume_mm3
             present = (volume >= max(cfg.min_volume_mm3, 1e-9) and mask.any()
                        and not below_floor(mask, volume, stats, cfg.min_volume_fraction))
+            extra = {}
+            if entry is not None and entry.modality != vol.modality:
+                present = False
+                extra["absent_reason"] = (f"'{entry.name}' is a {entry.modality} structure and this image "
+                                          f"looks like {vol.modality}")
             if not present:
                 mask[:] = False
             results.append(PromptResult(
@@ -196,7 +206,7 @@ class Predictor:
                 uncertainty=float(scalars[k]), volume_mm3=volume if present else 0.0, seconds=0.0,
                 probability=p2_orig[k].numpy() if probabilities else None,
                 pass1_probability=p1_orig[k].numpy() if p1_orig is not None else None,
-                uncertainty_map=umap[k].numpy() if umap is not None else None,
+                uncertainty_map=umap[k].numpy() if umap is not None else None, extra=extra,
             ))
         per_prompt = (time.perf_counter() - start) / len(prompts)  # clean-up included
         for r in results:
