@@ -67,6 +67,6 @@ def test_a_label_of_the_other_modality_is_reported_absent(phantom_studies, tiny_
     assert encoded.volume.modality == "MR"
     assert "absent_reason" not in ct_result.summary()
     assert not mr_result.present and not mr_result.mask.any() and mr_result.volume_mm3 == 0.0
-    assert "CT structure" in mr_result.summary()["absent_reason"]
+    assert "CT scans only" in mr_result.summary()["absent_reason"]
     (free_text,) = predictor.predict(encoded, ["something new"])  # not a vocabulary label: no gate
     assert "absent_reason" not in free_text.summary()

@@ -197,8 +197,8 @@ class Predictor:
             extra = {}
             if entry is not None and entry.modality != vol.modality:
                 present = False
-                extra["absent_reason"] = (f"'{entry.name}' is a {entry.modality} structure and this image "
-                                          f"looks like {vol.modality}")
+                extra["absent_reason"] = (f"'{entry.name}' is known from {entry.modality} scans only and this "
+                                          f"image looks like {vol.modality}")
             if not present:
                 mask[:] = False
             results.append(PromptResult(

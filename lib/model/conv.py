@@ -27,7 +27,8 @@ def routes_to_onednn(x: torch.Tensor, weight: torch.Tensor, stride, padding, dil
     reference kernel and ``Conv3d`` takes it to oneDNN instead."""
     if (x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
             or groups != 1 or any(d != 1 for d in dilation) or torch.is_autocast_enabled("cpu")
-            or not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled):
+            or not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled
+            or not hasattr(torch._C, "_select_conv_backend")):  # a private API: without it, torch's path
         return False
     backend = torch._C._select_conv_backend(x, weight, None, list(stride), list(padding), list(dilation),
                                             False, [0, 0, 0], groups)
