@@ -57,12 +57,24 @@ def check_volume(img: MetaTensor, name: str = "image", label: bool = False) -> M
     return img
 
 
+CT_AIR_HU = -500.0  # below this at the 1st percentile: air around the body, so CT
+CT_FAT_HU = -50.0  # below this at the 1st percentile, with dense tissue too: fat, so CT
+CT_DENSE_HU = 150.0  # the 99.5th percentile of a CT reaches contrast or bone
+
+
 def guess_modality(values: np.ndarray | torch.Tensor) -> str:
-    """"CT" when the intensities look like Hounsfield units (air near -1000), else "MR"."""
+    """"CT" when the intensities look like Hounsfield units, else "MR".
+
+    Air around the body (the 1st percentile below -500) marks a CT; so does, in a scan
+    cropped inside the body, fat (the 1st percentile below -50) together with contrast or
+    bone (the 99.5th percentile above 150). MR intensities are not negative by tens, not
+    even z-scored ones, so neither rule fires for them. Any shape -> "CT" or "MR".
+    """
     v = torch.as_tensor(values).flatten().float()
     if v.numel() > 200_000:
         v = v[:: v.numel() // 200_000]
-    return "CT" if float(torch.quantile(v, 0.01)) < -500.0 else "MR"
+    low, high = (float(q) for q in torch.quantile(v, torch.tensor([0.01, 0.995])))
+    return "CT" if low < CT_AIR_HU or (low < CT_FAT_HU and high > CT_DENSE_HU) else "MR"
 
 
 def normalize_intensity(img: torch.Tensor, modality: str) -> torch.Tensor:
