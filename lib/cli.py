@@ -69,6 +69,17 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(a: argparse.Namespace) -> int:
+    from .inference.calibration import calibrate_checkpoint
+
+    record = calibrate_checkpoint(a.model, a.studies, a.out or a.model, grid=tuple(a.grid), min_cases=a.min_cases,
+                                  min_gain=a.min_gain)
+    print(json.dumps({k: {f: v[f] for f in ("threshold", "cases", "dice_at_model_threshold", "dice",
+                                             "false_positives_at_model_threshold", "false_positives")}
+                      for k, v in record["per_label"].items()}, indent=2))
+    return 0
+
+
 def _cmd_label_stats(a: argparse.Namespace) -> int:
     from .training.run import refresh_label_stats
 
@@ -143,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-cleanup", action="store_true",
                    help="score the raw two-pass masks (no side check, largest piece or volume floor)")
     s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("calibrate", help="choose each label's mask threshold on a labelled validation pool")
+    s.add_argument("--model", required=True, help="checkpoint")
+    s.add_argument("--studies", required=True, help="validation studies folder with labels/final (not training or test scans)")
+    s.add_argument("--out", help="calibrated checkpoint to write (default: update --model in place)")
+    s.add_argument("--grid", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5],
+                   help="thresholds to try (the model's own is always among them)")
+    s.add_argument("--min-cases", type=int, default=3, help="labels held by fewer scans keep the model's threshold")
+    s.add_argument("--min-gain", type=float, default=0.01, help="mean Dice a label's new threshold must add")
+    s.set_defaults(func=_cmd_calibrate)
 
     s = sub.add_parser("label-stats", help="(re)compute a checkpoint's label statistics and training fingerprints "
                        "from its training cases")

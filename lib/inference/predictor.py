@@ -133,12 +133,17 @@ class Predictor:
     """
 
     def __init__(self, net: TextSegNet, text_encoder: TextEncoder, vocab: Vocabulary,
-                 label_stats: dict[str, LabelStats] | None = None) -> None:
+                 label_stats: dict[str, LabelStats] | None = None,
+                 label_thresholds: dict[str, float] | None = None) -> None:
         self.net = net.eval()
         self.cfg = net.cfg
         self.text = text_encoder
         self.vocab = vocab
         self.label_stats = dict(label_stats or {})
+        self.label_thresholds = dict(label_thresholds or {})
+        for name, t in self.label_thresholds.items():
+            if not 0.0 < t < 1.0:
+                raise ValueError(f"threshold of {name!r} must be in (0, 1), got {t!r}")
         if text_encoder.dim != self.cfg.text_dim:
             raise ValueError(f"text encoder width {text_encoder.dim} != model text_dim {self.cfg.text_dim}")
 
@@ -169,28 +174,50 @@ class Predictor:
         edge of the scan cuts it, ``below_floor``); a label of the other modality (a CT organ
         in an image that looks like MR, or the reverse: training never prompts a label in the
         other modality's scans, so the network's answer there is a guess) is reported absent,
-        with the reason in ``extra["absent_reason"]``. The reported probability
+        with the reason in ``extra["absent_reason"]``. A known label's mask is its probability
+        at or above the label's calibrated threshold (``label_thresholds``, from ``calibrate``),
+        any other prompt's at ``ModelConfig.threshold``. The reported probability
         map is the one after the side check and the largest piece; the scalar uncertainty
         is the two passes' own."""
         start = time.perf_counter()
         if not prompts:
             return []
+        p1, p2 = self.probabilities(encoded, prompts)
+        results = self.results(encoded, prompts, p1, p2, probabilities=probabilities, uncertainty_maps=uncertainty_maps)
+        per_prompt = (time.perf_counter() - start) / len(prompts)  # clean-up included
+        for r in results:
+            r.seconds = per_prompt
+        return results
+
+    def thresholds(self, prompts: list[str]) -> list[float]:
+        """The mask threshold of each prompt: its label's calibrated one, else the model's."""
+        entries = [self.vocab.resolve(p) for p in prompts]
+        return [self.label_thresholds.get(e.name, self.cfg.threshold) if e else self.cfg.threshold for e in entries]
+
+    def results(self, encoded: EncodedImage, prompts: list[str], p1: torch.Tensor, p2: torch.Tensor,
+                thresholds: list[float] | None = None, probabilities: bool = False,
+                uncertainty_maps: bool = False) -> list[PromptResult]:
+        """The clean-up and answers of ``predict`` from both passes' (K, X, Y, Z) working-grid
+        probabilities, at the given per-prompt mask ``thresholds`` (default ``thresholds``);
+        ``seconds`` is left 0."""
         vol, cfg = encoded.volume, self.cfg
         entries = [self.vocab.resolve(p) for p in prompts]
-        p1, p2 = self.probabilities(encoded, prompts)
+        ts = self.thresholds(prompts) if thresholds is None else list(thresholds)
+        if len(ts) != len(prompts):
+            raise ValueError(f"{len(ts)} thresholds for {len(prompts)} prompts")
         scalars = scalar_uncertainty(p1, p2, cfg.alpha, cfg.tau)
         umap = to_original_grid(uncertainty_map(p1, p2, cfg.alpha), vol) if uncertainty_maps else None
         p1_orig = to_original_grid(p1, vol) if uncertainty_maps else None
         stats_of = [self.label_stats.get(e.name) if e else None for e in entries]
         if cfg.side_check:
-            p2 = self._side_check(encoded, prompts, p2)
+            p2 = self._side_check(encoded, prompts, p2, ts)
         if cfg.largest_piece:
-            p2 = torch.stack([drop_smaller_pieces(p, cfg.threshold) if is_one_piece(st, ONE_PIECE_SHARE) else p
-                              for p, st in zip(p2, stats_of)])
+            p2 = torch.stack([drop_smaller_pieces(p, t) if is_one_piece(st, ONE_PIECE_SHARE) else p
+                              for p, st, t in zip(p2, stats_of, ts)])
         p2_orig = to_original_grid(p2, vol)
         results = []
         for k, (prompt, entry, stats) in enumerate(zip(prompts, entries, stats_of)):
-            mask = (p2_orig[k] >= cfg.threshold).numpy()
+            mask = (p2_orig[k] >= ts[k]).numpy()
             volume = float(mask.sum()) * vol.voxel_volume_mm3
             present = (volume >= max(cfg.min_volume_mm3, 1e-9) and mask.any()
                        and not below_floor(mask, volume, stats, cfg.min_volume_fraction))
@@ -208,19 +235,17 @@ class Predictor:
                 pass1_probability=p1_orig[k].numpy() if p1_orig is not None else None,
                 uncertainty_map=umap[k].numpy() if umap is not None else None, extra=extra,
             ))
-        per_prompt = (time.perf_counter() - start) / len(prompts)  # clean-up included
-        for r in results:
-            r.seconds = per_prompt
         return results
 
-    def _side_check(self, encoded: EncodedImage, prompts: list[str], p2: torch.Tensor) -> torch.Tensor:
+    def _side_check(self, encoded: EncodedImage, prompts: list[str], p2: torch.Tensor,
+                    thresholds: list[float]) -> torch.Tensor:
         """Drop wrong-side pieces for prompts naming one side: (K, X, Y, Z) -> same."""
         sides = [prompt_side(p) for p in prompts]
         if not any(sides):
             return p2
         midline = body_midline(encoded.volume.image[0])
-        return torch.stack([drop_wrong_side(p, side, midline, self.cfg.threshold) if side else p
-                            for p, side in zip(p2, sides)])
+        return torch.stack([drop_wrong_side(p, side, midline, t) if side else p
+                            for p, side, t in zip(p2, sides, thresholds)])
 
     @torch.no_grad()
     def probabilities(self, encoded: EncodedImage, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

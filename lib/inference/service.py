@@ -22,7 +22,8 @@ def load_predictor(checkpoint: str | Path) -> tuple[Predictor, dict]:
     """Checkpoint -> (Predictor, checkpoint metadata). The text encoder is shared per process."""
     net, vocab, meta = load_checkpoint(checkpoint)
     stats = stats_from_json(meta.get("label_stats"))
-    return Predictor(net, shared_text_encoder(net.cfg.text_encoder), vocab, label_stats=stats), meta
+    return Predictor(net, shared_text_encoder(net.cfg.text_encoder), vocab, label_stats=stats,
+                     label_thresholds=meta.get("label_thresholds")), meta
 
 
 def slug(text: str) -> str:

@@ -19,6 +19,7 @@ from ..datastore import label_indices
 from ..data.label_stats import stats_from_json
 from ..data.studies_index import in_validation
 from ..data.vocab import LabelEntry, Vocabulary, normalize_prompt
+from ..inference.calibration import inherit_thresholds
 from ..model.checkpoint import load_checkpoint
 from ..model.text_encoder import shared_text_encoder
 from ..training.data import Case, load_case
@@ -182,6 +183,9 @@ class TextSegTrainer(TrainTask):
         summary = train(cfg, mix, vocab, text, candidate, val_cases=val_cases or None, init=net, resume=False,
                         progress=False, base_stats=stats_from_json(meta.get("label_stats")),
                         base_fingerprints=meta.get("train_fingerprints"))
+        if inherit_thresholds(candidate, meta):
+            logger.info("the new weights keep the served model's label thresholds %s until recalibrated",
+                        meta["label_thresholds"])
         new_score = summary["validation"] or None
         better = served_score is None or new_score["mean_dice"] >= served_score["mean_dice"]
         if better:

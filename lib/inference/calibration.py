@@ -1,0 +1,179 @@
+"""Per-label mask thresholds chosen on a labelled validation pool (the ``calibrate`` verb).
+
+A small structure the model finds with low confidence (a liver lesion whose probability
+peaks at 0.3) is reported absent at the model's threshold of 0.5, although its voxels are
+the most probable ones in the scan. Per label, the threshold that gives the best mean Dice
+over the pool's scans that hold it is kept, provided it makes no more of the pool's
+absent-structure prompts fire than the model's threshold does and gains at least
+``min_gain`` Dice; otherwise the model's threshold stays. The thresholds are stored in the
+checkpoint's metadata (``label_thresholds``) with the pool's fingerprints, so that
+``evaluate`` flags a score computed on the calibration scans.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data.preprocess import load_volume, volume_fingerprint
+from ..data.studies_index import labelled_pairs
+from ..data.vocab import Vocabulary
+from .predictor import Predictor
+
+logger = logging.getLogger(__name__)
+
+THRESHOLD_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)  # above 0.5 organ Dice moved by 0.004 at most (docs/method.md)
+MIN_CASES = 3  # a label held by fewer of the pool's scans keeps the model's threshold
+MIN_GAIN = 0.01  # mean Dice a new threshold must add over the model's
+
+
+@dataclass
+class LabelCurve:
+    """One label's results over a pool at each threshold of a grid.
+
+    Attributes:
+        dice: threshold -> the Dice of each scan that holds the label (0 when reported absent).
+        false_positives: threshold -> how many scans without the label report it present.
+        absent: threshold -> how many scans lack the label.
+    """
+
+    dice: dict[float, list[float]] = field(default_factory=dict)
+    false_positives: dict[float, int] = field(default_factory=dict)
+    absent: dict[float, int] = field(default_factory=dict)
+
+    def add(self, threshold: float, present: bool, predicted_present: bool, dice: float | None = None) -> None:
+        """One scan's answer at ``threshold``; ``dice`` is required when ``present``."""
+        self.dice.setdefault(threshold, [])
+        self.false_positives.setdefault(threshold, 0)
+        self.absent.setdefault(threshold, 0)
+        if present:
+            if dice is None:
+                raise ValueError("a scan that holds the label needs its Dice")
+            self.dice[threshold].append(float(dice))
+        else:
+            self.absent[threshold] += 1
+            self.false_positives[threshold] += int(predicted_present)
+
+    def mean_dice(self, threshold: float) -> float | None:
+        values = self.dice.get(threshold) or []
+        return float(np.mean(values)) if values else None
+
+
+def choose_threshold(curve: LabelCurve, base: float, min_cases: int = MIN_CASES,
+                     min_gain: float = MIN_GAIN) -> float:
+    """The threshold to keep for one label (pure): the grid value with the best mean Dice
+    among those with no more false positives than ``base``, if it beats ``base`` by at least
+    ``min_gain`` and the label is held by at least ``min_cases`` scans; else ``base``. Ties
+    go to the value nearest ``base``. Raises ValueError when ``base`` is not in the curve."""
+    if base not in curve.dice:
+        raise ValueError(f"the model's threshold {base} is not among the calibration grid {sorted(curve.dice)}")
+    base_dice = curve.mean_dice(base)
+    if base_dice is None or len(curve.dice[base]) < min_cases:
+        return base
+    allowed = [t for t in curve.dice if curve.false_positives[t] <= curve.false_positives[base]]
+    best = max(sorted(allowed, key=lambda t: abs(t - base)), key=lambda t: curve.mean_dice(t))
+    return best if curve.mean_dice(best) >= base_dice + min_gain else base
+
+
+def dice_score(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean volumes, as ``evaluate`` scores it (1 when both are empty, 0 when
+    one is); plain counting, since the surface distance ``evaluate`` adds is not needed."""
+    total = int(pred.sum()) + int(truth.sum())
+    return 1.0 if total == 0 else float(2 * int(np.logical_and(pred, truth).sum()) / total)
+
+
+def threshold_curves(predictor: Predictor, pairs: list[tuple[str, str, str]], vocab: Vocabulary,
+                     grid: tuple[float, ...] = THRESHOLD_GRID, progress: bool = True) -> dict[str, LabelCurve]:
+    """Each label's ``LabelCurve`` over labelled ``(id, image, label)`` pairs: every label of a
+    scan's modality prompted by its canonical name, both passes run once per scan and the
+    clean-up repeated at each threshold of ``grid``."""
+    curves: dict[str, LabelCurve] = {}
+    for _, image_path, label_path in tqdm(pairs, desc="calibrate", disable=not progress):
+        img = load_volume(image_path)
+        lab = load_volume(label_path, label=True)[0].numpy().round().astype(np.int32)
+        encoded = predictor.encode(img)
+        entries = [e for e in vocab if e.modality == encoded.volume.modality]
+        prompts = [e.name for e in entries]
+        truths = [e.mask(lab) for e in entries]
+        p1, p2 = predictor.probabilities(encoded, prompts)
+        peaks = p2.flatten(1).max(1).values  # (K,)
+        for t in grid:
+            # a prompt whose probability stays below t everywhere is absent at t: no clean-up to run
+            run = [k for k in range(len(prompts)) if peaks[k] >= t]
+            answers = dict(zip(run, predictor.results(encoded, [prompts[k] for k in run], p1[run], p2[run],
+                                                      thresholds=[t] * len(run)) if run else []))
+            for k, (e, truth) in enumerate(zip(entries, truths)):
+                present, r = bool(truth.any()), answers.get(k)
+                found = r is not None and r.present
+                curves.setdefault(e.name, LabelCurve()).add(
+                    t, present, found, (dice_score(r.mask, truth) if r is not None else 0.0) if present else None)
+    return curves
+
+
+def calibrate_checkpoint(model: str | Path, studies: str | Path, out: str | Path,
+                         grid: tuple[float, ...] = THRESHOLD_GRID, min_cases: int = MIN_CASES,
+                         min_gain: float = MIN_GAIN, progress: bool = True) -> dict:
+    """The ``calibrate`` verb: choose each label's mask threshold on the labelled scans of
+    ``studies`` (a validation pool: never the training or the test scans) and write the
+    checkpoint ``model`` with them to ``out`` (weights unchanged; ``out`` may be ``model``).
+    Returns the record stored in the metadata under ``calibration``. Raises ValueError when
+    the pool holds no labelled scan or one the model was trained on."""
+    from ..evaluation import trained_cases
+    from ..model.checkpoint import load_checkpoint, save_checkpoint
+    from .service import load_predictor
+
+    predictor, meta = load_predictor(model)
+    base = predictor.cfg.threshold
+    if base not in grid:
+        grid = tuple(sorted({*grid, base}))
+    pairs = labelled_pairs(studies)
+    if not pairs:
+        raise ValueError(f"no labelled images to calibrate on in {studies}")
+    overlap = trained_cases(meta, pairs)
+    if overlap:
+        raise ValueError(f"{len(overlap)} scans of {studies} were used to train {model} ({overlap[:3]}...): "
+                         "calibrate on a validation pool")
+    predictor.label_thresholds = {}  # a recalibration starts from the model's threshold
+    curves = threshold_curves(predictor, pairs, predictor.vocab, grid, progress=progress)
+    per_label, thresholds = {}, {}
+    for name, curve in sorted(curves.items()):
+        t = choose_threshold(curve, base, min_cases, min_gain)
+        per_label[name] = {"threshold": t, "cases": len(curve.dice[base]), "absent_cases": curve.absent[base],
+                           "dice_at_model_threshold": curve.mean_dice(base), "dice": curve.mean_dice(t),
+                           "false_positives_at_model_threshold": curve.false_positives[base],
+                           "false_positives": curve.false_positives[t],
+                           "curve": {str(g): {"dice": curve.mean_dice(g), "false_positives": curve.false_positives[g]}
+                                     for g in grid}}
+        if t != base:
+            thresholds[name] = t
+            logger.info("%s: threshold %.2f -> %.2f (mean Dice %.3f -> %.3f over %d scans, false positives %d/%d)",
+                        name, base, t, curve.mean_dice(base), curve.mean_dice(t), len(curve.dice[base]),
+                        curve.false_positives[t], curve.absent[base])
+    record = {"studies": str(studies), "cases": [p[0] for p in pairs],
+              "fingerprints": sorted({volume_fingerprint(load_volume(p[1])) for p in pairs}),
+              "grid": list(grid), "model_threshold": base, "min_cases": min_cases, "min_gain": min_gain,
+              "per_label": per_label}
+    net, vocab, _ = load_checkpoint(model)
+    save_checkpoint(out, net, vocab, meta={**meta, "label_thresholds": thresholds, "calibration": record})
+    logger.info("%d of %d labels given their own threshold; wrote %s", len(thresholds), len(per_label), out)
+    return record
+
+
+def inherit_thresholds(checkpoint: str | Path, source_meta: dict) -> bool:
+    """Give a checkpoint fine-tuned from a calibrated model that model's label thresholds
+    (``source_meta``: its metadata), marked ``calibration["inherited"]``: the online trainer
+    starts from the served weights, so their thresholds stay a better guess than the model's
+    default until the new weights are calibrated themselves. Returns whether there were any."""
+    from ..model.checkpoint import load_checkpoint, save_checkpoint
+
+    thresholds = source_meta.get("label_thresholds") or {}
+    if not thresholds:
+        return False
+    net, vocab, meta = load_checkpoint(checkpoint)
+    record = {**(source_meta.get("calibration") or {}), "inherited": True}
+    save_checkpoint(checkpoint, net, vocab, meta={**meta, "label_thresholds": dict(thresholds), "calibration": record})
+    return True
