@@ -123,7 +123,7 @@ def calibrate_checkpoint(model: str | Path, studies: str | Path, out: str | Path
     Returns the record stored in the metadata under ``calibration``. Raises ValueError when
     the pool holds no labelled scan or one the model was trained on."""
     from ..evaluation import trained_cases
-    from ..model.checkpoint import load_checkpoint, save_checkpoint
+    from ..model.checkpoint import save_checkpoint
     from .service import load_predictor
 
     predictor, meta = load_predictor(model)
@@ -157,8 +157,7 @@ def calibrate_checkpoint(model: str | Path, studies: str | Path, out: str | Path
               "fingerprints": sorted({volume_fingerprint(load_volume(p[1])) for p in pairs}),
               "grid": list(grid), "model_threshold": base, "min_cases": min_cases, "min_gain": min_gain,
               "per_label": per_label}
-    net, vocab, _ = load_checkpoint(model)
-    save_checkpoint(out, net, vocab, meta={**meta, "label_thresholds": thresholds, "calibration": record})
+    save_checkpoint(out, predictor.net, predictor.vocab, meta={**meta, "label_thresholds": thresholds, "calibration": record})
     logger.info("%d of %d labels given their own threshold; wrote %s", len(thresholds), len(per_label), out)
     return record
 

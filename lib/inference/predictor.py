@@ -191,8 +191,10 @@ class Predictor:
 
     def thresholds(self, prompts: list[str]) -> list[float]:
         """The mask threshold of each prompt: its label's calibrated one, else the model's."""
-        entries = [self.vocab.resolve(p) for p in prompts]
-        return [self.label_thresholds.get(e.name, self.cfg.threshold) if e else self.cfg.threshold for e in entries]
+        return [self._threshold_of(self.vocab.resolve(p)) for p in prompts]
+
+    def _threshold_of(self, entry) -> float:
+        return self.label_thresholds.get(entry.name, self.cfg.threshold) if entry else self.cfg.threshold
 
     def results(self, encoded: EncodedImage, prompts: list[str], p1: torch.Tensor, p2: torch.Tensor,
                 thresholds: list[float] | None = None, probabilities: bool = False,
@@ -202,7 +204,7 @@ class Predictor:
         ``seconds`` is left 0."""
         vol, cfg = encoded.volume, self.cfg
         entries = [self.vocab.resolve(p) for p in prompts]
-        ts = self.thresholds(prompts) if thresholds is None else list(thresholds)
+        ts = [self._threshold_of(e) for e in entries] if thresholds is None else list(thresholds)
         if len(ts) != len(prompts):
             raise ValueError(f"{len(ts)} thresholds for {len(prompts)} prompts")
         scalars = scalar_uncertainty(p1, p2, cfg.alpha, cfg.tau)
