@@ -64,7 +64,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluation import evaluate_studies
 
     report = evaluate_studies(a.model, a.studies, Path(a.out), ids=a.ids, overlays=not a.no_overlays,
-                              cleanup=not a.no_cleanup)
+                              cleanup=not a.no_cleanup, guided=not a.no_guided)
     print(json.dumps(report["summary"], indent=2))
     return 0
 
@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     s.add_argument("--no-cleanup", action="store_true",
                    help="score the raw two-pass masks (no side check, largest piece or volume floor)")
+    s.add_argument("--no-guided", action="store_true",
+                   help="bring probabilities to the input grid by linear interpolation only (no guided filter)")
     s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser("calibrate", help="choose each label's mask threshold on a labelled validation pool")

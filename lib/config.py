@@ -64,6 +64,16 @@ class ModelConfig:
             zero), at every voxel, not only in the band. Without it
             (checkpoints written before the option existed) pass 1's boundaries come from
             the stride-2 grid alone, and only the refiner's band sees the working grid.
+        guided_modalities: modalities whose refined probabilities go to the input grid by
+            the fast guided filter (``lib.inference.guided``: a local linear model of the
+            probability in the image, fitted on the working grid and applied to the input
+            image, so a boundary follows the input's own intensity edge) instead of plain
+            linear interpolation. Default CT, where organs are bounded by density edges;
+            not MR, whose atlas-defined brain regions are not (it lowered the MRI sample's
+            structures, ``docs/benchmarks.md``). Empty: off.
+        guided_radius: window radius of the guided filter, in working-grid voxels.
+        guided_eps: its regularisation, in squared normalised intensity units (the CT
+            window spans 2 units): a window whose image varies less stays interpolated.
         encode_window: (X, Y, Z) working-grid window in which a volume is encoded at
             inference (sliding, half overlap, Gaussian-blended), so the encoder's
             normalisation sees the same context size as the training patches. Set by
@@ -91,6 +101,9 @@ class ModelConfig:
     refiner: str = "local"
     refiner_width: int = 8
     fine_logit: bool = False
+    guided_modalities: tuple[str, ...] = ("CT",)
+    guided_radius: int = 1
+    guided_eps: float = 3e-4
     encode_window: tuple[int, int, int] = (80, 80, 64)
 
     def __post_init__(self) -> None:
@@ -122,6 +135,12 @@ class ModelConfig:
             raise ValueError(f"adapter must be one of {ADAPTER_OUTPUTS}, got {self.adapter!r}")
         if self.refiner not in REFINERS:
             raise ValueError(f"refiner must be one of {REFINERS}, got {self.refiner!r}")
+        object.__setattr__(self, "guided_modalities", tuple(self.guided_modalities))
+        if not set(self.guided_modalities) <= {"CT", "MR"}:
+            raise ValueError(f"guided_modalities must name CT and/or MR, got {self.guided_modalities!r}")
+        if not isinstance(self.guided_radius, int) or self.guided_radius < 0:
+            raise ValueError(f"guided_radius must be an int >= 0, got {self.guided_radius!r}")
+        _positive("guided_eps", self.guided_eps)
         if self.refiner_width < 1 or self.refiner_width % 4:
             raise ValueError(f"refiner_width must be a positive multiple of 4 (its group norm has 4 groups), "
                              f"got {self.refiner_width!r}")

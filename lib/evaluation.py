@@ -156,10 +156,11 @@ def calibration_cases(meta: dict, pairs: list[tuple[str, str, str]]) -> list[str
 
 
 def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: list[str] | None = None,
-                     overlays: bool = True, cleanup: bool = True) -> dict:
+                     overlays: bool = True, cleanup: bool = True, guided: bool = True) -> dict:
     """The ``evaluate`` CLI verb: writes ``out`` (JSON), ``out.md`` and overlay PNGs.
     ``cleanup=False`` scores the raw two-pass masks (no side check, largest piece or
-    volume floor), to measure what the clean-up adds."""
+    volume floor), to measure what the clean-up adds; ``guided=False`` interpolates the
+    probabilities onto the input grid without the guided filter, to measure what it adds."""
     from dataclasses import replace
 
     from .data.overlay import render_prediction_overlay
@@ -169,6 +170,8 @@ def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: lis
     predictor, meta = load_predictor(model)
     if not cleanup:
         predictor.cfg = replace(predictor.cfg, **CLEANUP_OFF)
+    if not guided:
+        predictor.cfg = replace(predictor.cfg, guided_modalities=())
     pairs = [p for p in labelled_pairs(studies) if not ids or p[0] in ids]
     if not pairs:
         raise ValueError(f"no labelled images to evaluate in {studies}")
@@ -181,7 +184,8 @@ def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: lis
                        len(calibrated_on), calibrated_on[:3])
     vocab = Vocabulary.merge([predictor.vocab, Vocabulary.load(studies)]) if (Path(studies) / "labels.json").exists() else predictor.vocab
     result = evaluate_pairs(predictor, pairs, vocab, keep_masks=3 if overlays else 0)
-    report = {"model": str(model), "studies": str(studies), "cleanup": cleanup, "trained_on_evaluated_cases": overlap,
+    report = {"model": str(model), "studies": str(studies), "cleanup": cleanup,
+              "guided_modalities": list(predictor.cfg.guided_modalities), "trained_on_evaluated_cases": overlap,
               "calibrated_on_evaluated_cases": calibrated_on, "label_thresholds": predictor.label_thresholds,
               "summary": result["summary"], "rows": result["rows"]}
     out = Path(out)

@@ -141,11 +141,17 @@ def test_cut_by_field_of_view_tells_a_cut_structure_from_a_blob_grazing_the_edge
 
 @pytest.fixture
 def crafted(tiny_checkpoint, phantom_studies):
-    """A predictor whose two passes are replaced by crafted probability maps."""
+    """A predictor whose two passes are replaced by crafted probability maps. The maps
+    have nothing to do with the image, so the guided filter (which would reshape them
+    after its intensities; tests/test_guided.py) is off: these tests are about the
+    clean-up's own rules."""
+    from dataclasses import replace
+
     from lib.data.preprocess import load_volume
     from lib.inference.service import load_predictor
 
     predictor, _ = load_predictor(tiny_checkpoint)
+    predictor.cfg = replace(predictor.cfg, guided_modalities=())
     encoded = predictor.encode(load_volume(str(phantom_studies / "phantom_0000.nii.gz")))
     shape = encoded.shape
     maps = {name: torch.zeros(shape) for name in ("liver", "left kidney")}

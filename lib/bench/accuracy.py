@@ -83,7 +83,9 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
                                              baseline_minutes if baseline_minutes is not None else minutes,
                                              precision=precision)
     del cases
-    sr = evaluate_segresnet(net, indices, test_pairs, vocab, cfg.model.working_spacing, cfg.train.patch_size)
+    mc = predictor.cfg  # SegResNet's probabilities also get textseg's guided filter, scored apart
+    sr = evaluate_segresnet(net, indices, test_pairs, vocab, cfg.model.working_spacing, cfg.train.patch_size,
+                            guided=(mc.guided_radius, mc.guided_eps) if "CT" in mc.guided_modalities else None)
 
     def block(summary: dict) -> dict:
         return {"mean_dice": summary["mean_dice"], "mean_nsd": summary["mean_nsd"],
@@ -101,6 +103,8 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
                     "paraphrase_gap": ts["summary"]["paraphrase_gap"],
                     "training": {k: train_summary.get(k) for k in ("steps", "seconds", "stopped_early", "schedule_steps")}},
         "segresnet": {**block(sr["summary"]), "training": seg_info},
+        "segresnet_guided": block(sr["guided_summary"]) if "guided_summary" in sr else None,
+        "textseg_guided_modalities": list(predictor.cfg.guided_modalities),
         "targets": {"mean_dice": 0.93, "mean_nsd": 0.90, "lesion_dice": 0.70, "absent_fp_rate": 0.02,
                     "paraphrase_gap": 0.02},
         "wall_minutes": round((time.perf_counter() - start) / 60, 1),
@@ -108,5 +112,7 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     out.with_suffix(".md").write_text("## textseg\n\n" + markdown_table(ts["summary"]) +
-                                      "\n## SegResNet (closed set)\n\n" + markdown_table(sr["summary"]))
+                                      "\n## SegResNet (closed set)\n\n" + markdown_table(sr["summary"]) +
+                                      ("\n## SegResNet with the guided filter\n\n" + markdown_table(sr["guided_summary"])
+                                       if "guided_summary" in sr else ""))
     return report

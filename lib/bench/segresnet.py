@@ -13,9 +13,10 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import SegResNet
 from tqdm import tqdm
 
-from ..data.preprocess import coordinate_channels, load_volume, prepare, to_original_grid
+from ..data.preprocess import coordinate_channels, load_volume, normalize_intensity, prepare, to_original_grid
 from ..data.vocab import Vocabulary
 from ..evaluation import dice_nsd, summarize
+from ..inference.guided import guided_upsample
 from ..training.data import Case, PatchSampler
 from ..training.precision import autocast, resolve_precision
 
@@ -62,9 +63,14 @@ def train_segresnet(cases: list[Case], vocab: Vocabulary, patch_size, spacing: f
 
 
 @torch.no_grad()
-def evaluate_segresnet(net, indices: list[int], pairs, vocab: Vocabulary, spacing: float, roi, progress: bool = True) -> dict:
-    """Same metrics as textseg's evaluation, on the input grid (single-index labels only)."""
-    rows = []
+def evaluate_segresnet(net, indices: list[int], pairs, vocab: Vocabulary, spacing: float, roi, progress: bool = True,
+                       guided: tuple[int, float] | None = None) -> dict:
+    """Same metrics as textseg's evaluation, on the input grid (single-index labels only).
+
+    With ``guided`` = (radius, eps), each softmax channel is also brought to the input grid
+    by textseg's guided filter (on CT) before the argmax, and those masks are scored too
+    (``guided_rows``, ``guided_summary``): the same post-processing for both networks."""
+    rows, guided_rows = [], []
     names = vocab.index_to_name()
     for case_id, image_path, label_path in tqdm(pairs, desc="eval segresnet", disable=not progress):
         img = load_volume(image_path)
@@ -74,18 +80,34 @@ def evaluate_segresnet(net, indices: list[int], pairs, vocab: Vocabulary, spacin
         shape = tuple(vol.image.shape[1:])
         x = torch.cat([vol.image, coordinate_channels(shape, spacing)]).unsqueeze(0)
         probs = torch.softmax(sliding_window_inference(x, roi, 2, net, overlap=0.25), 1)[0]
-        probs = to_original_grid(probs, vol)
-        pred = probs.argmax(0).numpy()
-        for c, idx in enumerate(indices, start=1):
-            entry = vocab[names[idx]]
-            if entry.modality != vol.modality:
-                continue
-            truth = lab == idx
-            mask = pred == c
-            row = {"case": case_id, "label": entry.name, "prompt": entry.name, "kind": "canonical",
-                   "present": bool(truth.any()), "predicted_present": bool(mask.sum() * np.prod(spacing_mm) >= 40),
-                   "uncertainty": None, "composite": False}
-            if row["present"]:
-                row["dice"], row["nsd"] = dice_nsd(mask, truth, spacing_mm)
-            rows.append(row)
-    return {"rows": rows, "summary": summarize(rows)}
+        linear = to_original_grid(probs, vol)
+        preds = [(rows, linear.argmax(0).numpy())]
+        if guided is not None and vol.modality == "CT":
+            guide = normalize_intensity(img[0].as_tensor(), vol.modality)
+            preds.append((guided_rows, guided_upsample(probs, linear, vol, guide, *guided).argmax(0).numpy()))
+        del linear
+        for out, pred in preds:
+            out.extend(_rows(case_id, pred, lab, indices, names, vocab, vol.modality, spacing_mm))
+    result = {"rows": rows, "summary": summarize(rows)}
+    if guided is not None:
+        result.update(guided_rows=guided_rows, guided_summary=summarize(guided_rows))
+    return result
+
+
+def _rows(case_id: str, pred: np.ndarray, lab: np.ndarray, indices: list[int], names: dict, vocab: Vocabulary,
+          modality: str, spacing_mm: tuple[float, float, float]) -> list[dict]:
+    """Evaluation rows of one case's argmax map ``pred`` (channel c = label ``indices[c-1]``)."""
+    rows = []
+    for c, idx in enumerate(indices, start=1):
+        entry = vocab[names[idx]]
+        if entry.modality != modality:
+            continue
+        truth = lab == idx
+        mask = pred == c
+        row = {"case": case_id, "label": entry.name, "prompt": entry.name, "kind": "canonical",
+               "present": bool(truth.any()), "predicted_present": bool(mask.sum() * np.prod(spacing_mm) >= 40),
+               "uncertainty": None, "composite": False}
+        if row["present"]:
+            row["dice"], row["nsd"] = dice_nsd(mask, truth, spacing_mm)
+        rows.append(row)
+    return rows

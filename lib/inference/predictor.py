@@ -14,11 +14,13 @@ import numpy as np
 import torch
 
 from ..data.label_stats import LabelStats
-from ..data.preprocess import WorkingVolume, coordinate_channels, pad_to_multiple, prepare, to_original_grid
+from ..data.preprocess import (WorkingVolume, coordinate_channels, normalize_intensity, pad_to_multiple, prepare,
+                               to_original_grid)
 from ..data.vocab import Vocabulary, normalize_prompt
 from ..model.text_encoder import TextEncoder
 from ..model.textseg import ImageEncoding, TextSegNet
 from ..model.uncertainty import candidate_region, scalar_uncertainty, uncertainty_map
+from .guided import guided_upsample
 from .postprocess import below_floor, body_midline, drop_smaller_pieces, drop_wrong_side, is_one_piece, prompt_side
 
 logger = logging.getLogger(__name__)
@@ -76,9 +78,11 @@ class EncodedImage:
     encoding: ImageEncoding
     shape: tuple[int, int, int]  # working-grid shape before padding
     seconds: float
+    guide: torch.Tensor | None = None  # (X0, Y0, Z0) normalised input image, for the guided filter
 
     def nbytes(self) -> int:
-        return self.encoding.nbytes() + self.volume.image.numel() * 4
+        guide = self.guide.numel() * 4 if self.guide is not None else 0
+        return self.encoding.nbytes() + self.volume.image.numel() * 4 + guide
 
 
 @dataclass
@@ -154,7 +158,11 @@ class Predictor:
         vol = prepare(image, self.cfg.working_spacing, self.cfg.modality)
         x, shape = self._network_input(vol)
         enc = self.net.encode_volume(x)
-        return EncodedImage(volume=vol, encoding=enc, shape=shape, seconds=time.perf_counter() - start)
+        guide = None
+        if vol.modality in self.cfg.guided_modalities:
+            values = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)
+            guide = normalize_intensity(values[0], vol.modality)
+        return EncodedImage(volume=vol, encoding=enc, shape=shape, seconds=time.perf_counter() - start, guide=guide)
 
     def _network_input(self, vol: WorkingVolume) -> tuple[torch.Tensor, tuple[int, int, int]]:
         shape = tuple(int(s) for s in vol.image.shape[1:])
@@ -176,9 +184,11 @@ class Predictor:
         other modality's scans, so the network's answer there is a guess) is reported absent,
         with the reason in ``extra["absent_reason"]``. A known label's mask is its probability
         at or above the label's calibrated threshold (``label_thresholds``, from ``calibrate``),
-        any other prompt's at ``ModelConfig.threshold``. The reported probability
-        map is the one after the side check and the largest piece; the scalar uncertainty
-        is the two passes' own."""
+        any other prompt's at ``ModelConfig.threshold``. On a modality of
+        ``ModelConfig.guided_modalities`` the probabilities reach the input grid by the
+        image-guided filter (``lib.inference.guided``), elsewhere by linear interpolation.
+        The reported probability map is the one after the side check, the largest piece
+        and the guided filter; the scalar uncertainty is the two passes' own."""
         start = time.perf_counter()
         if not prompts:
             return []
@@ -217,6 +227,8 @@ class Predictor:
             p2 = torch.stack([drop_smaller_pieces(p, t) if is_one_piece(st, ONE_PIECE_SHARE) else p
                               for p, st, t in zip(p2, stats_of, ts)])
         p2_orig = to_original_grid(p2, vol)
+        if encoded.guide is not None and vol.modality in cfg.guided_modalities:
+            p2_orig = guided_upsample(p2, p2_orig, vol, encoded.guide, cfg.guided_radius, cfg.guided_eps)
         results = []
         for k, (prompt, entry, stats) in enumerate(zip(prompts, entries, stats_of)):
             mask = (p2_orig[k] >= ts[k]).numpy()
