@@ -77,7 +77,7 @@ def test_guided_upsampling_follows_the_fine_edge(noise):
     p = _working_probability(truth, img.affine)
     linear = to_original_grid(p, vol)
     guide = normalize_intensity(img[0].as_tensor(), "CT")
-    out = guided_upsample(p, linear, vol, guide, radius=1, eps=3e-4)
+    out = guided_upsample(p, linear.clone(), vol, guide, radius=1, eps=3e-4)
     assert out.shape == linear.shape and out.dtype == torch.float32
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     d_linear, d_guided = _dice(linear[0].numpy() >= 0.5, truth), _dice(out[0].numpy() >= 0.5, truth)
@@ -97,9 +97,9 @@ def test_box_path_equals_the_whole_volume_path(monkeypatch):
     p = torch.cat([_working_probability(truth, img.affine), torch.zeros(1, *vol.image.shape[1:])])
     linear = to_original_grid(p, vol)
     guide = normalize_intensity(img[0].as_tensor(), "CT")
-    boxed = guided_upsample(p, linear, vol, guide, radius=1, eps=3e-4)
+    boxed = guided_upsample(p, linear.clone(), vol, guide, radius=1, eps=3e-4)
     monkeypatch.setattr(guided, "axis_aligned_map", lambda *a, **k: None)
-    whole = guided_upsample(p, linear, vol, guide, radius=1, eps=3e-4)
+    whole = guided_upsample(p, linear.clone(), vol, guide, radius=1, eps=3e-4)
     assert torch.allclose(boxed, whole, atol=1e-4)
     assert torch.equal(boxed[1], linear[1])  # an empty map stays empty
 

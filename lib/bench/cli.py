@@ -43,7 +43,7 @@ def _cmd_bench_accuracy(a: argparse.Namespace) -> int:
     report["command"] = a.command_line
     Path(a.out).write_text(json.dumps(report, indent=2))
     print(json.dumps({k: {m: report[k][m] for m in ("mean_dice", "mean_nsd", "lesion_dice", "absent_fp_rate")}
-                      for k in ("textseg", "segresnet")}, indent=2))
+                      for k in ("textseg", "segresnet", "segresnet_guided") if report.get(k)}, indent=2))
     return 0
 
 

@@ -89,16 +89,17 @@ def guided_upsample(p: torch.Tensor, p_input: torch.Tensor, vol: WorkingVolume, 
 
     Args:
         p: (K, X, Y, Z) probabilities on the working grid (after the clean-up).
-        p_input: (K, X0, Y0, Z0) the same, linearly interpolated onto the input grid.
+        p_input: (K, X0, Y0, Z0) the same, linearly interpolated onto the input grid;
+            overwritten in place (and returned).
         vol: the WorkingVolume (working-grid guide ``vol.image`` and both grids' affines).
         guide: (X0, Y0, Z0) the input image, normalised as ``vol.image`` was.
         radius, eps: as ``guided_coefficients``.
 
     Returns:
-        (K, X0, Y0, Z0) float32 in [0, 1]; equal to ``p_input`` away from every boundary.
+        ``p_input``, (K, X0, Y0, Z0) float32 in [0, 1], unchanged away from every boundary.
         Only the box around a map's boundary band is filtered and resampled.
     """
-    out = p_input.clone()
+    out = p_input
     work_guide = vol.image[0]
     axes = axis_aligned_map(vol.affine, vol.original_affine, vol.original_shape)
     for k in range(p.shape[0]):
