@@ -20,7 +20,7 @@ from ..data.vocab import Vocabulary, normalize_prompt
 from ..model.text_encoder import TextEncoder
 from ..model.textseg import ImageEncoding, TextSegNet
 from ..model.uncertainty import candidate_region, scalar_uncertainty, uncertainty_map
-from .guided import guided_upsample
+from .guided import bounding_box, guided_upsample
 from .postprocess import below_floor, body_midline, drop_smaller_pieces, drop_wrong_side, is_one_piece, prompt_side
 
 logger = logging.getLogger(__name__)
@@ -285,13 +285,7 @@ class Predictor:
     def _candidate_box(self, p1: torch.Tensor) -> tuple[slice, slice, slice] | None:
         """Bounding box (on the padded working grid, multiples of 2) of pass 1's candidate
         region plus a margin; None when pass 1 finds nothing."""
-        region = candidate_region(p1, p1, self.cfg.tau)
-        if not region.any():
-            return None
-        idx = region.nonzero()
-        lo = (idx.min(0).values - self.cfg.crop_margin).clamp(min=0)
-        hi = idx.max(0).values + self.cfg.crop_margin + 1
-        return tuple(slice(int(a), int(min(b, n))) for a, b, n in zip(lo, hi, p1.shape))
+        return bounding_box(candidate_region(p1, p1, self.cfg.tau), self.cfg.crop_margin)
 
     def segment(self, image, prompts: list[str], **kwargs) -> tuple[EncodedImage, list[PromptResult]]:
         """Encode and predict in one call."""
