@@ -176,6 +176,12 @@ class TrainConfig:
         affine_prob: probability that a training patch gets the random affine (rotation up
             to 0.12 rad and scaling up to 10 % per axis; ``PatchSampler``). 0: intensity
             augmentation and coordinate jitter only.
+        label_contrast_hu: largest per-structure intensity offset (HU, uniform +-) of the
+            label-wise contrast augmentation of CT patches (``training/contrast.py``: each
+            labelled structure is shifted by its own offset, a structure inside another by
+            its host's, as a contrast phase moves each organ's density by its own amount);
+            0: off.
+        label_contrast_prob: probability that a CT training patch gets it.
         focus_sampling: how a patch's centre label is drawn: "case" (a case, then one of
             its labels), "label" (a label among all, then a case that has it: rare labels
             such as lesions are centred more often) or "adaptive" (label first, weighted by
@@ -222,6 +228,8 @@ class TrainConfig:
     absent_dice: bool = True
     coord_jitter_mm: tuple[float, float, float] = (10.0, 10.0, 80.0)
     affine_prob: float = 0.5
+    label_contrast_hu: float = 0.0
+    label_contrast_prob: float = 0.5
     focus_sampling: str = "case"
     absent_sampling: str = "uniform"
     soft_targets: bool = False
@@ -253,6 +261,10 @@ class TrainConfig:
         object.__setattr__(self, "coord_jitter_mm", tuple(float(j) for j in self.coord_jitter_mm))
         if not 0.0 <= self.affine_prob <= 1.0:
             raise ValueError(f"affine_prob must be in [0, 1], got {self.affine_prob!r}")
+        if self.label_contrast_hu < 0:
+            raise ValueError(f"label_contrast_hu must be >= 0, got {self.label_contrast_hu!r}")
+        if not 0.0 <= self.label_contrast_prob <= 1.0:
+            raise ValueError(f"label_contrast_prob must be in [0, 1], got {self.label_contrast_prob!r}")
         if self.focus_sampling not in FOCUS_SAMPLING:
             raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {self.focus_sampling!r}")
         if self.absent_sampling not in ABSENT_SAMPLING:

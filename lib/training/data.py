@@ -17,6 +17,7 @@ from ..config import ABSENT_SAMPLING, FOCUS_SAMPLING
 from ..data.preprocess import (COORD_SCALE_MM, coordinate_channels, load_volume, prepare, soft_label_maps,
                                to_working_grid, volume_fingerprint)
 from ..data.vocab import LabelEntry, Vocabulary
+from .contrast import hu_to_normalized, label_contrast_shift
 from .difficulty import LabelDifficulty
 
 logger = logging.getLogger(__name__)
@@ -96,12 +97,16 @@ class PatchSampler:
             find yet is rarely prompted absent); "found" needs ``focus_sampling`` "adaptive".
         affine_prob: with ``augment``, the probability of the random affine (rotation and
             scaling) of a patch; the intensity augmentation does not depend on it.
+        label_contrast_hu: with ``augment``, the largest per-structure intensity offset (HU)
+            of the label-wise contrast augmentation of CT patches (``contrast.py``; 0: off).
+        label_contrast_prob: the probability that a CT patch gets it.
     """
 
     def __init__(self, cases: list[Case], vocab: Vocabulary, patch_size: tuple[int, int, int], spacing: float,
                  seed: int = 0, augment: bool = True,
                  coord_jitter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0), focus_sampling: str = "case",
-                 distinct_prompts: bool = False, absent_sampling: str = "uniform", affine_prob: float = 0.5) -> None:
+                 distinct_prompts: bool = False, absent_sampling: str = "uniform", affine_prob: float = 0.5,
+                 label_contrast_hu: float = 0.0, label_contrast_prob: float = 0.5) -> None:
         if not cases:
             raise ValueError("no labelled cases to train on")
         self.cases, self.vocab, self.patch_size, self.spacing = cases, vocab, patch_size, spacing
@@ -129,6 +134,11 @@ class PatchSampler:
                                   scale_range=(0.1, 0.1, 0.1), mode=("bilinear", "nearest", "bilinear"),
                                   padding_mode="border", allow_missing_keys=True)
         self.affine.set_random_state(seed)
+        if label_contrast_hu < 0 or not 0.0 <= label_contrast_prob <= 1.0:
+            raise ValueError(f"label_contrast_hu must be >= 0 and label_contrast_prob in [0, 1], got "
+                             f"{label_contrast_hu!r}, {label_contrast_prob!r}")
+        self.contrast_offset = hu_to_normalized(label_contrast_hu)
+        self.contrast_prob = float(label_contrast_prob)
         self.intensity = [RandScaleIntensity(factors=0.1, prob=0.5), RandShiftIntensity(offsets=0.1, prob=0.5),
                           RandGaussianNoise(prob=0.3, std=0.05)]
         for i, t in enumerate(self.intensity):
@@ -219,6 +229,9 @@ class PatchSampler:
         if self.augment and any(self.coord_jitter_mm):
             shift = [self.rng.uniform(-j, j) / COORD_SCALE_MM for j in self.coord_jitter_mm]
             coords = coords + torch.tensor(shift, dtype=coords.dtype).view(3, 1, 1, 1)
+        if (self.augment and self.contrast_offset > 0 and case.modality == "CT"
+                and self.rng.random() < self.contrast_prob):
+            img = label_contrast_shift(img, lab, self.rng, self.contrast_offset)
         if self.augment:
             d = {"image": torch.cat([img, coords]), "label": lab.unsqueeze(0).float()}
             if soft is not None and len(soft[0]):

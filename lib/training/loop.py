@@ -110,7 +110,8 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     sampler = PatchSampler(cases, vocab, tc.patch_size, cfg.model.working_spacing, seed=tc.seed + step,
                            coord_jitter_mm=tc.coord_jitter_mm, focus_sampling=tc.focus_sampling,
                            distinct_prompts=tc.distinct_prompts, absent_sampling=tc.absent_sampling,
-                           affine_prob=tc.affine_prob)
+                           affine_prob=tc.affine_prob, label_contrast_hu=tc.label_contrast_hu,
+                           label_contrast_prob=tc.label_contrast_prob)
     vocab_features = text.encode(sorted({p for e in vocab for p in e.train_prompts}))  # warms the cache too
     if init is None and step == 0:
         net.head.set_text_center(vocab_features)
