@@ -1,7 +1,8 @@
 """Label-wise contrast augmentation: a random intensity offset per labelled structure.
 
 A CT's contrast phase moves each organ's density by its own amount (a kidney is about
-35 HU without contrast, 170 HU in the portal-venous phase, the liver 58 and 118), so a
+35 HU without contrast, 170 HU in the portal-venous phase, the liver 58 and 118 in the
+phantoms' tissue table), so a
 model trained mostly on one phase learns the organs' densities in that phase and misses
 them in another. This augmentation shifts every labelled structure of a training patch by
 its own random offset, so that the network must also use shape, position and context. A
@@ -17,7 +18,7 @@ import torch
 
 from ..data.preprocess import CT_WINDOW
 
-#: a structure whose one-voxel outer ring is at least this share one other label is inside it
+#: a structure whose outer face neighbours are at least this share one other label lies inside it
 HOST_SHARE = 0.5
 
 
@@ -27,13 +28,19 @@ def hu_to_normalized(hu: float) -> float:
     return float(hu) * 2.0 / (hi - lo)
 
 
-def host_labels(lab: torch.Tensor) -> dict[int, int]:
+def nonzero_labels(lab: torch.Tensor) -> list[int]:
+    """The label values of ``lab`` other than background, ascending."""
+    return [int(v) for v in torch.unique(lab).tolist() if v != 0]
+
+
+def host_labels(lab: torch.Tensor, values: list[int] | None = None) -> dict[int, int]:
     """For each label of ``lab`` (X, Y, Z) the label it lies inside, if any.
 
     A label's host is the non-zero label that makes up at least ``HOST_SHARE`` of the
     neighbours of its voxels that are not its own (6-neighbourhood, counted once per face,
     within the patch). Returns {label: host} for the
     labels that have one (a chain such as a cyst in a lesion in an organ is not followed).
+    ``values``: the non-zero labels of ``lab`` when the caller has them already.
     """
     hosts = {}
     lab = lab.long()
@@ -41,7 +48,7 @@ def host_labels(lab: torch.Tensor) -> dict[int, int]:
     X, Y, Z = lab.shape
     shifted = [padded[1 + dx:1 + dx + X, 1 + dy:1 + dy + Y, 1 + dz:1 + dz + Z]
                for dx, dy, dz in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))]
-    for v in [int(v) for v in torch.unique(lab).tolist() if v != 0]:
+    for v in nonzero_labels(lab) if values is None else values:
         inside = lab == v
         ring = torch.cat([n[inside] for n in shifted])
         ring = ring[(ring != v) & (ring >= 0)]  # the neighbours that are not v, within the patch
@@ -68,12 +75,12 @@ def label_contrast_shift(img: torch.Tensor, lab: torch.Tensor, rng: np.random.Ge
         (1, X, Y, Z) a new tensor; a structure inside another (``host_labels``) gets its
         host's offset.
     """
-    values = [int(v) for v in torch.unique(lab).tolist() if v != 0]
+    values = nonzero_labels(lab)
     if not values or max_offset <= 0:
         return img
     offsets = {v: float(rng.uniform(-max_offset, max_offset)) for v in values}
-    hosts = host_labels(lab)
+    hosts = host_labels(lab, values)
     table = torch.zeros(int(lab.max()) + 1, dtype=img.dtype)
     for v in values:
         table[v] = offsets[hosts.get(v, v)]
-    return img + table[lab.long().clamp(min=0)][None]
+    return img + table[lab.long()][None]
