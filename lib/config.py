@@ -12,7 +12,7 @@ MODALITY_CHOICES = ("auto", "CT", "MR")
 ADAPTER_OUTPUTS = ("logit", "offset")
 REFINERS = ("local", "context")
 FOCUS_SAMPLING = ("case", "label", "adaptive")
-ABSENT_SAMPLING = ("uniform", "found")
+ABSENT_SAMPLING = ("uniform", "found", "balanced")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -154,6 +154,8 @@ class TrainConfig:
         steps: optimiser steps in total (both stages).
         stage1_fraction: share of steps in stage 1 (positive-only prompts).
         absent_fraction: share of absent-structure prompts in stage 2.
+        absent_ramp: share of stage 2 over which the share of absent prompts rises
+            linearly from 0 to ``absent_fraction`` (0: all at once, when stage 2 begins).
         align_fraction: share of steps, from the start, before the refiner's loss is on
             (phase order: align + pass 1 first, refiner last).
         prompts_per_image: prompts drawn per training patch.
@@ -191,7 +193,10 @@ class TrainConfig:
             model already finds the label when it is present, ``LabelDifficulty.
             absent_weight``; needs ``focus_sampling: adaptive``): a small structure that
             is absent from most patches is otherwise prompted absent far more often than
-            present, and in stage 2 it collapses to "never present".
+            present, and in stage 2 it collapses to "never present"; or "balanced" (a label
+            is prompted absent only while it has been prompted absent fewer times than
+            present since stage 2 began: at most as often absent as present, whatever the
+            model has learnt).
         soft_targets: train on each structure's share of every working voxel (linear
             interpolation of its indicator from the input grid, ``soft_label_maps``) instead
             of the nearest-neighbour label map, which moves boundaries by up to half a
@@ -212,6 +217,7 @@ class TrainConfig:
     steps: int = 2000
     stage1_fraction: float = 0.4
     absent_fraction: float = 0.4
+    absent_ramp: float = 0.0
     align_fraction: float = 0.15
     prompts_per_image: int = 6
     distinct_prompts: bool = False
@@ -241,7 +247,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _positive("steps", self.steps)
-        for name in ("stage1_fraction", "absent_fraction", "align_fraction"):
+        for name in ("stage1_fraction", "absent_fraction", "absent_ramp", "align_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v!r}")

@@ -157,3 +157,13 @@ def test_the_context_refiner_config_is_the_default_with_the_context_refiner():
     default, ctx = _shipped("default.yaml"), _shipped("context_refiner.yaml")
     assert default.model.refiner == "local"
     assert ctx == replace(default, model=replace(default.model, refiner="context"))
+
+
+def test_every_shipped_config_loads():
+    """Each file in configs/ parses and validates (the benchmark notes name them in commands)."""
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert len(files) >= 10
+    for path in files:
+        assert isinstance(Config.load(path), Config), path

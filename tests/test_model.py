@@ -1,5 +1,6 @@
 """Network parts: shapes, factory sizes, similarity math, gating, uncertainty, schedules."""
 
+from dataclasses import replace
 
 import pytest
 import torch
@@ -210,6 +211,11 @@ def test_schedules_exact():
     cfg = TrainConfig(steps=100, stage1_fraction=0.4, absent_fraction=0.3, align_fraction=0.2, lr=1e-3, warmup_steps=10)
     assert [stage_at(s, cfg) for s in (0, 39, 40, 99)] == [1, 1, 2, 2]
     assert [absent_fraction_at(s, cfg) for s in (0, 39, 40)] == [0.0, 0.0, 0.3]
+    ramped = replace(cfg, absent_ramp=0.5)  # stage 2 is steps 40-99: the ramp takes 30 of them
+    assert [absent_fraction_at(s, ramped) for s in (39, 40, 54, 68, 69, 99)] == pytest.approx(
+        [0.0, 0.01, 0.15, 0.29, 0.3, 0.3])
+    with pytest.raises(ValueError, match="absent_ramp"):
+        TrainConfig(absent_ramp=1.5)
     assert loss_weights_at(19, cfg)["pass2"] == 0.0 and loss_weights_at(20, cfg)["pass2"] == cfg.w_pass2
     assert loss_weights_at(0, cfg)["align"] == cfg.w_align
     assert lr_at(0, cfg) == pytest.approx(1e-4) and lr_at(9, cfg) == pytest.approx(1e-3)

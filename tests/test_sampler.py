@@ -208,3 +208,46 @@ def test_found_absent_sampling_needs_adaptive_focus_sampling():
         PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, absent_sampling="found")
     with pytest.raises(ValueError, match="absent_sampling"):
         PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, absent_sampling="sometimes")
+
+
+def test_balanced_absent_sampling_prompts_a_label_absent_at_most_as_often_as_present():
+    """"small" (present only in the patches centred on it) and "other" (never present) are
+    absent from most patches. "uniform" prompts "small" absent far more often than present;
+    "balanced" never more often, and never prompts a label absent that was not first
+    prompted present, while a patch still has a present label to prompt."""
+    case = _case()
+    only_big = torch.where(case.label == 1, case.label, torch.zeros_like(case.label))
+    counts = {}
+    for mode in ("uniform", "balanced"):
+        sampler = PatchSampler([case], _vocab(), (16, 16, 16), 2.0, seed=4, augment=False,
+                               distinct_prompts=True, absent_sampling=mode)
+        sampler.draw_prompts(case.label, "CT", 2, absent_fraction=0.0, focus=2)  # stage 1: not counted
+        assert sampler.prompt_counts == {}
+        for i in range(300):
+            centred = i % 5 == 0  # a fifth of the patches hold "small"
+            lab, focus = (case.label, 2) if centred else (only_big, 0)
+            names = [e.name for e in sampler.draw_prompts(lab, "CT", 3, absent_fraction=0.9, focus=focus)[0]]
+            if mode == "balanced":
+                c = sampler.prompt_counts
+                assert all(c[n][1] <= c[n][0] for n in names)
+                assert "other" not in names  # never present, so never absent
+        counts[mode] = sampler.prompt_counts
+    present, absent = counts["uniform"]["small"]
+    assert present == 60 and absent > 2 * present
+    present, absent = counts["balanced"]["small"]
+    assert present == 60 and present - 1 <= absent <= present
+    assert counts["balanced"]["big"] == [300, 0]
+
+
+def test_balanced_absent_sampling_still_prompts_a_patch_without_present_labels():
+    """A background patch has no present label: it gets the absent label with the most
+    credit even when none has any left, instead of no prompt at all."""
+    sampler = PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, seed=0, augment=False,
+                           distinct_prompts=True, absent_sampling="balanced")
+    empty = torch.zeros_like(_case().label)
+    sampler.prompt_counts.update({"big": [5, 1], "small": [1, 3]})
+    names = [e.name for e in sampler.draw_prompts(empty, "CT", 3, absent_fraction=0.4)[0]]
+    assert names == ["big"]  # the one eligible label; "small" and "other" have no credit
+    sampler.prompt_counts.update({"big": [5, 5], "other": [0, 1]})
+    names = [e.name for e in sampler.draw_prompts(empty, "CT", 3, absent_fraction=0.4)[0]]
+    assert names == ["big"]  # none eligible: the one with the most credit (0, against -2 and -1)

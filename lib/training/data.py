@@ -92,9 +92,11 @@ class PatchSampler:
             with replacement and a patch may prompt the same label twice); a patch then
             has fewer than K prompts when its modality has too few labels, and a
             positive-only draw stops when the present labels run out.
-        absent_sampling: "uniform" (each absent label equally likely) or "found" (absent
+        absent_sampling: "uniform" (each absent label equally likely), "found" (absent
             labels drawn by ``LabelDifficulty.absent_weight``: a label the model does not
-            find yet is rarely prompted absent); "found" needs ``focus_sampling`` "adaptive".
+            find yet is rarely prompted absent; needs ``focus_sampling`` "adaptive") or
+            "balanced" (a label is prompted absent only while, since absent prompts began,
+            it has been prompted absent fewer times than present; ``prompt_counts``).
         affine_prob: with ``augment``, the probability of the random affine (rotation and
             scaling) of a patch; the intensity augmentation does not depend on it.
         label_contrast_hu: with ``augment``, the largest per-structure intensity offset (HU)
@@ -122,6 +124,8 @@ class PatchSampler:
         if absent_sampling == "found" and focus_sampling != "adaptive":
             raise ValueError("absent_sampling 'found' needs focus_sampling 'adaptive' (the running losses it reads)")
         self.absent_sampling = absent_sampling
+        # label name -> [present, absent] prompts drawn since absent prompts began (stage 2)
+        self.prompt_counts: dict[str, list[int]] = {}
         self.difficulty = LabelDifficulty() if focus_sampling == "adaptive" else None
         self._values = [set(torch.unique(c.label).tolist()) - {0} for c in cases]  # labels per case
         # (modality, label value) -> name of its single-label entry, for adaptive weights
@@ -282,8 +286,11 @@ class PatchSampler:
         absent = [e for e in pool if not values.intersection(e.indices)]
         chosen: list[LabelEntry] = [e for e in present if e.indices == (focus,)][:1]
         positive_only = absent_fraction == 0 and bool(present)  # absent ones only in a patch without any
+        if absent_fraction > 0 and self.absent_sampling == "balanced":
+            absent = self._balanced(absent, none_present=not present)
         if self.distinct_prompts:  # each label at most once: pools shrink as they are drawn
             present = [e for e in present if e not in chosen]
+        absent_names = {e.name for e in absent}
         while len(chosen) < k:
             if self.distinct_prompts and positive_only and not present:
                 break  # stage 1 stays positive-only: fewer prompts, never an absent one
@@ -295,6 +302,9 @@ class PatchSampler:
             chosen.append(group.pop(i) if self.distinct_prompts else group[i])
         if not chosen:
             raise ValueError("patch has no usable prompts")
+        if absent_fraction > 0:
+            for e in chosen:
+                self.prompt_counts.setdefault(e.name, [0, 0])[int(e.name in absent_names)] += 1
         if soft is None:
             targets = torch.stack([torch.as_tensor(np.isin(lab.numpy(), e.indices)) for e in chosen]).float()
         else:
@@ -303,9 +313,21 @@ class PatchSampler:
                                    for e in chosen]).float()
         return chosen, targets
 
+    def _balanced(self, absent: list[LabelEntry], none_present: bool) -> list[LabelEntry]:
+        """The absent labels that may be prompted absent under "balanced" sampling: those
+        prompted absent fewer times than present so far (``prompt_counts``). A patch with no
+        present label and none of those gets the one with the most credit, so that it
+        still has a prompt."""
+        counts = {e.name: self.prompt_counts.get(e.name, [0, 0]) for e in absent}
+        credit = {name: c[0] - c[1] for name, c in counts.items()}
+        eligible = [e for e in absent if credit[e.name] > 0]
+        if not eligible and none_present and absent:
+            eligible = [max(absent, key=lambda e: credit[e.name])]
+        return eligible
+
     def _absent_index(self, absent: list[LabelEntry]) -> int:
         """Index of the absent label to prompt: uniform, or by ``absent_weight`` ("found")."""
-        if self.absent_sampling == "uniform" or self.difficulty is None:
+        if self.absent_sampling != "found" or self.difficulty is None:
             return int(self.rng.integers(len(absent)))
         w = np.array([self.difficulty.absent_weight(e.name) for e in absent])
         return int(self.rng.choice(len(absent), p=w / w.sum()))

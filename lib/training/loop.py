@@ -193,7 +193,9 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
                "train_fingerprints": sorted({*(base_fingerprints or []), *(c.fingerprint for c in cases if c.fingerprint)}), "val_cases": [c.id for c in (val_cases or [])],
                "train_config": asdict(tc), "precision": precision,
                "label_difficulty": {k: round(v, 4) for k, v in sorted((sampler.difficulty.values if sampler.difficulty else {}).items())},
-               "label_difficulty_history": difficulty_history, "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
+               "label_difficulty_history": difficulty_history,
+               "prompt_counts": {k: {"present": c[0], "absent": c[1]} for k, c in sorted(sampler.prompt_counts.items())},
+               "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
     net.eval()
     served.eval()
     save_checkpoint(out, served, vocab, meta=summary)

@@ -13,8 +13,13 @@ def stage_at(step: int, cfg: TrainConfig) -> int:
 
 
 def absent_fraction_at(step: int, cfg: TrainConfig) -> float:
-    """Share of absent-structure prompts: 0 in stage 1, ``absent_fraction`` in stage 2."""
-    return 0.0 if stage_at(step, cfg) == 1 else cfg.absent_fraction
+    """Share of absent-structure prompts: 0 in stage 1, ``absent_fraction`` in stage 2,
+    reached linearly over the first ``absent_ramp`` share of stage 2's steps."""
+    if stage_at(step, cfg) == 1:
+        return 0.0
+    start = round(cfg.stage1_fraction * cfg.steps)
+    ramp = round(cfg.absent_ramp * (cfg.steps - start))
+    return cfg.absent_fraction * min(1.0, (step - start + 1) / ramp) if ramp > 0 else cfg.absent_fraction
 
 
 def loss_weights_at(step: int, cfg: TrainConfig) -> dict[str, float]:
