@@ -239,6 +239,18 @@ def test_balanced_absent_sampling_prompts_a_label_absent_at_most_as_often_as_pre
     assert counts["balanced"]["big"] == [300, 0]
 
 
+def test_balanced_absent_sampling_stays_within_credit_when_drawing_with_replacement():
+    """Without distinct prompts a patch may repeat a present label, but a label with one
+    credit is prompted absent once."""
+    sampler = PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, seed=0, augment=False,
+                           absent_sampling="balanced")
+    only_big = torch.where(_case().label == 1, _case().label, torch.zeros_like(_case().label))
+    sampler.prompt_counts.update({"small": [1, 0], "other": [1, 0]})
+    names = [e.name for e in sampler.draw_prompts(only_big, "CT", 8, absent_fraction=0.9)[0]]
+    assert names.count("small") == 1 and names.count("other") == 1 and len(names) == 8
+    assert sampler.prompt_counts["small"] == [1, 1] and sampler.prompt_counts["other"] == [1, 1]
+
+
 def test_balanced_absent_sampling_still_prompts_a_patch_without_present_labels():
     """A background patch has no present label: it gets the absent label with the most
     credit even when none has any left, instead of no prompt at all."""

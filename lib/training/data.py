@@ -299,7 +299,8 @@ class PatchSampler:
             if not group:
                 break
             i = self._absent_index(group) if use_absent else int(self.rng.integers(len(group)))
-            chosen.append(group.pop(i) if self.distinct_prompts else group[i])
+            once = self.distinct_prompts or (use_absent and self.absent_sampling == "balanced")  # within credit
+            chosen.append(group.pop(i) if once else group[i])
         if not chosen:
             raise ValueError("patch has no usable prompts")
         if absent_fraction > 0:
