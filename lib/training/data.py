@@ -319,11 +319,13 @@ class PatchSampler:
         prompted absent fewer times than present so far (``prompt_counts``). A patch with no
         present label and none of those gets the one with the most credit, so that it
         still has a prompt."""
-        counts = {e.name: self.prompt_counts.get(e.name, [0, 0]) for e in absent}
-        credit = {name: c[0] - c[1] for name, c in counts.items()}
-        eligible = [e for e in absent if credit[e.name] > 0]
+        def credit(e: LabelEntry) -> int:
+            present, absent_ = self.prompt_counts.get(e.name, (0, 0))
+            return present - absent_
+
+        eligible = [e for e in absent if credit(e) > 0]
         if not eligible and none_present and absent:
-            eligible = [max(absent, key=lambda e: credit[e.name])]
+            eligible = [max(absent, key=credit)]
         return eligible
 
     def _absent_index(self, absent: list[LabelEntry]) -> int:

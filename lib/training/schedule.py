@@ -7,9 +7,14 @@ import math
 from ..config import TrainConfig
 
 
+def stage2_start(cfg: TrainConfig) -> int:
+    """The first step of stage 2."""
+    return round(cfg.stage1_fraction * cfg.steps)
+
+
 def stage_at(step: int, cfg: TrainConfig) -> int:
     """1 (positive-only prompts) for the first ``stage1_fraction`` of steps, then 2 (balanced)."""
-    return 1 if step < round(cfg.stage1_fraction * cfg.steps) else 2
+    return 1 if step < stage2_start(cfg) else 2
 
 
 def absent_fraction_at(step: int, cfg: TrainConfig) -> float:
@@ -17,7 +22,7 @@ def absent_fraction_at(step: int, cfg: TrainConfig) -> float:
     reached linearly over the first ``absent_ramp`` share of stage 2's steps."""
     if stage_at(step, cfg) == 1:
         return 0.0
-    start = round(cfg.stage1_fraction * cfg.steps)
+    start = stage2_start(cfg)
     ramp = round(cfg.absent_ramp * (cfg.steps - start))
     return cfg.absent_fraction * min(1.0, (step - start + 1) / ramp) if ramp > 0 else cfg.absent_fraction
 
