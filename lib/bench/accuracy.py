@@ -15,6 +15,7 @@ from ..data.phantoms import write_phantoms
 from ..data.studies_index import labelled_pairs
 from ..data.vocab import Vocabulary
 from ..evaluation import evaluate_pairs, markdown_table, trained_cases
+from ..host import host_info
 from ..inference.service import load_predictor
 from ..training.data import load_cases
 from ..training.run import train_from_studies
@@ -101,13 +102,14 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
         "textseg": {**block(ts["summary"]), "paraphrase_dice": ts["summary"]["paraphrase_dice"],
                     "canonical_dice_same_cases": ts["summary"]["canonical_dice_same_cases"],
                     "paraphrase_gap": ts["summary"]["paraphrase_gap"],
-                    "training": {k: train_summary.get(k) for k in ("steps", "seconds", "stopped_early", "schedule_steps")}},
+                    "training": {k: train_summary.get(k) for k in ("steps", "seconds", "stopped_early", "schedule_steps", "host")}},
         "segresnet": {**block(sr["summary"]), "training": seg_info},
         "segresnet_guided": block(sr["guided_summary"]) if "guided_summary" in sr else None,
         "textseg_guided_modalities": list(predictor.cfg.guided_modalities),
         "targets": {"mean_dice": 0.93, "mean_nsd": 0.90, "lesion_dice": 0.70, "absent_fp_rate": 0.02,
                     "paraphrase_gap": 0.02},
         "wall_minutes": round((time.perf_counter() - start) / 60, 1),
+        "host": host_info(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

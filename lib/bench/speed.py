@@ -14,6 +14,7 @@ from monai.inferers import sliding_window_inference
 from monai.networks.nets import SegResNet
 
 from ..data.preprocess import load_volume, prepare
+from ..host import host_info
 from ..inference.service import load_predictor
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def run_bench_speed(model: str | Path, images: dict[str, tuple[str, list[str]]],
     """
     torch.set_num_threads(threads)
     predictor, _ = load_predictor(model)
-    report: dict = {"threads": threads, "runs": runs, "model": str(model), "volumes": {}}
+    report: dict = {"threads": threads, "runs": runs, "model": str(model), "host": host_info(), "volumes": {}}
     for name, (path, prompts) in images.items():
         image = load_volume(path)
         logger.info("timing %s %s", name, tuple(image.shape[1:]))

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from ..config import Config
 from ..data.label_stats import LabelStats, label_stats, stats_to_json
 from ..data.vocab import Vocabulary
+from ..host import host_info
 from ..model.build import build_network
 from ..model.checkpoint import atomic_torch_save, save_checkpoint
 from ..model.text_encoder import TextEncoder
@@ -191,7 +192,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
                "losses": {k: round(v, 4) for k, v in running.items()}, "validation": val, "history": history,
                "train_cases": [c.id for c in cases],
                "train_fingerprints": sorted({*(base_fingerprints or []), *(c.fingerprint for c in cases if c.fingerprint)}), "val_cases": [c.id for c in (val_cases or [])],
-               "train_config": asdict(tc), "precision": precision,
+               "train_config": asdict(tc), "precision": precision, "host": host_info(),
                "label_difficulty": {k: round(v, 4) for k, v in sorted((sampler.difficulty.values if sampler.difficulty else {}).items())},
                "label_difficulty_history": difficulty_history,
                "prompt_counts": {k: {"present": c[0], "absent": c[1]} for k, c in sorted(sampler.prompt_counts.items())},
@@ -203,5 +204,6 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         save_checkpoint(raw_path(out), net, vocab, meta={**summary, "weights": "raw"})
     if rpath.exists() and not stopped_early:
         rpath.unlink()
-    logger.info("saved %s after %d steps (%.0f s); validation %s", out, step, seconds, val)
+    logger.info("saved %s after %d steps (%.0f s, %.2f steps/s); validation %s", out, step, seconds,
+                (step - first_step) / max(seconds, 1e-9), val)
     return summary
