@@ -257,17 +257,21 @@ def axis_aligned_map(src_affine: torch.Tensor, dst_affine: torch.Tensor, dst_sha
 def separable_resample(values: torch.Tensor, axes: list[tuple[int, torch.Tensor]]) -> torch.Tensor:
     """Linear interpolation of (N, X, Y, Z) maps at the coordinates of ``axis_aligned_map``,
     one axis at a time (trilinear interpolation is the product of three 1D ones); points
-    outside the source take the border value. Returns (N, X0, Y0, Z0)."""
+    outside the source take the border value. Returns (N, X0, Y0, Z0).
+
+    The axes are taken from the one that shrinks most to the one that grows most, so the
+    intermediate maps stay small, and each is interpolated as the first dimension, where a
+    gather copies whole contiguous slabs (on a 384 x 304 x 68 CT, 10x faster than gathering
+    along the maps' own dimensions in their order; docs/benchmarks.md)."""
     out = values
-    for w, coords in axes:
+    for w, coords in sorted(axes, key=lambda ax: ax[1].numel() / values.shape[1 + ax[0]]):
         n = out.shape[1 + w]
         c = coords.clamp(0, n - 1)
         i0 = c.floor().long().clamp(max=n - 1)
         i1 = (i0 + 1).clamp(max=n - 1)
-        shape = [1, 1, 1, 1]
-        shape[1 + w] = -1
-        t = (c - i0).to(out.dtype).view(shape)
-        out = out.index_select(1 + w, i0) * (1 - t) + out.index_select(1 + w, i1) * t
+        front = out.movedim(1 + w, 0).contiguous()
+        t = (c - i0).to(out.dtype).view(-1, *([1] * (front.dim() - 1)))
+        out = torch.lerp(front.index_select(0, i0), front.index_select(0, i1), t).movedim(0, 1 + w)
     return out.permute(0, *(1 + w for w, _ in axes)).contiguous()
 
 
