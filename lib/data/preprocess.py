@@ -261,7 +261,7 @@ def separable_resample(values: torch.Tensor, axes: list[tuple[int, torch.Tensor]
 
     The axes are taken from the one that shrinks most to the one that grows most, so the
     intermediate maps stay small, and each is interpolated as the first dimension, where a
-    gather copies whole contiguous slabs (on a 384 x 304 x 68 CT, 10x faster than gathering
+    gather copies whole contiguous slabs (on a 384 x 304 x 68 CT, about 9x faster than gathering
     along the maps' own dimensions in their order; docs/benchmarks.md)."""
     out = values
     for w, coords in sorted(axes, key=lambda ax: ax[1].numel() / values.shape[1 + ax[0]]):
