@@ -3,8 +3,8 @@
 A time-budgeted training run's accuracy is set by the steps the machine gives: on the
 project's 2-core hosts the default config's step took about 0.18 s with native bfloat16
 (AVX-512 BF16 / AMX; 13585 steps in 40 minutes), 0.45 s in float32 on an AVX2 Zen 3 and
-1.0 s on an AVX2 Zen 1 (docs/benchmarks.md). So checkpoints and benchmark reports carry ``host_info()``, and a
-figure can be read against the machine that made it.
+1.0 s on an AVX2 Zen 1 (docs/benchmarks.md). So checkpoints and benchmark reports carry
+``host_info()``, and a figure can be read against the machine that made it.
 """
 
 from __future__ import annotations
