@@ -44,7 +44,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from .training.run import train_from_studies
 
     cfg = Config.load(a.config)
-    overrides = {k: v for k, v in {"max_minutes": a.max_minutes, "steps": a.steps, "seed": a.seed}.items() if v is not None}
+    flags = {"max_minutes": a.max_minutes, "steps": a.steps, "seed": a.seed, "device": a.device}
+    overrides = {k: v for k, v in flags.items() if v is not None}
     cfg = cfg.override(**overrides)
     summary = train_from_studies(a.studies, a.out, cfg, val_percent=a.val_percent, init=a.init, resume=not a.restart)
     print(json.dumps({k: summary[k] for k in ("steps", "seconds", "stopped_early", "validation")}, indent=2))
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-minutes", type=float, help="wall-clock budget")
     s.add_argument("--steps", type=int, help="optimiser steps (overrides the config)")
     s.add_argument("--seed", type=int, help="seed (overrides the config)")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="train on the CPU, a CUDA GPU, or auto: the GPU when one is visible (overrides the config)")
     s.add_argument("--val-percent", type=float, default=15.0, help="stable hash split share for validation")
     s.add_argument("--restart", action="store_true", help="ignore an existing <out>.resume")
     s.set_defaults(func=_cmd_train)

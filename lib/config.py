@@ -14,6 +14,7 @@ REFINERS = ("local", "context")
 FOCUS_SAMPLING = ("case", "label", "adaptive")
 ABSENT_SAMPLING = ("uniform", "found", "balanced")
 PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,11 @@ class TrainConfig:
             working voxel (``docs/method.md``).
         precision: "bf16" (bfloat16 autocast for the forward pass, about 1.4x faster steps
             on a CPU with native bf16; float32 weights and losses; falls back to "fp32" on a
-            CPU without it) or "fp32".
+            CPU without it; on a CUDA device, bfloat16 autocast where the GPU supports it)
+            or "fp32".
+        device: where training runs: "cpu", "cuda" (the first GPU; an error where there
+            is none) or "auto" (a CUDA GPU when one is visible, else the CPU). Patches are
+            sampled on the CPU either way; checkpoints hold CPU tensors.
         ema_decay: keep an exponential moving average of the weights with this decay per
             step (``torch.optim.swa_utils``; 0.999 averages over about the last 1000
             steps) and serve it: the checkpoint holds the averaged weights, and
@@ -240,6 +245,7 @@ class TrainConfig:
     absent_sampling: str = "uniform"
     soft_targets: bool = False
     precision: str = "bf16"
+    device: str = "auto"
     ema_decay: float = 0.0
     max_minutes: float = 0.0
     val_every: int = 0
@@ -279,6 +285,8 @@ class TrainConfig:
             raise ValueError("absent_sampling: found needs focus_sampling: adaptive (the running losses it reads)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.max_minutes < 0:

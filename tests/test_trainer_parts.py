@@ -83,3 +83,16 @@ def test_recent_pace_follows_the_last_steps():
     assert recent_pace(marks[:1], window=200) == pytest.approx(0.0)
 
 
+
+
+def test_the_trainer_offers_a_device_and_rejects_an_unknown_one_before_loading_anything(tmp_path):
+    from lib.config import TrainConfig
+    from lib.trainers.textseg import TextSegTrainer
+
+    def served():
+        raise AssertionError("the served model must not be read for a bad request")
+
+    trainer = TextSegTrainer(served, tmp_path / "model.pt", tmp_path, TrainConfig(steps=5))
+    assert trainer.config()["device"] == "auto"
+    with pytest.raises(ValueError, match="device"):
+        trainer({"device": "tpu"}, datastore=None)

@@ -88,12 +88,16 @@ def test_evaluate_recognises_training_volumes_by_content(trained, phantom_studie
 def test_checkpoint_holds_label_statistics_and_raw_masks_can_be_scored(trained, phantom_studies, tmp_path):
     from lib.model.checkpoint import load_checkpoint
 
-    from lib.training.precision import resolve_precision
+    from lib.training.precision import resolve_device, resolve_precision
 
     ckpt, vocab = trained
     meta = load_checkpoint(ckpt)[2]
-    assert meta["precision"] == resolve_precision("bf16")  # the default, as this CPU runs it
-    assert meta["host"]["logical_cpus"] >= 1 and meta["host"]["native_bf16"] == (meta["precision"] == "bf16")
+    device = resolve_device("auto")  # the default: the CPU here, a GPU where torch sees one
+    assert meta["device"] == str(device)
+    assert meta["precision"] == resolve_precision("bf16", device)  # the default, as this host runs it
+    assert meta["host"]["logical_cpus"] >= 1
+    if device.type == "cpu":
+        assert meta["host"]["native_bf16"] == (meta["precision"] == "bf16") and meta["gpu"] is None
     stats = meta["label_stats"]
     assert set(stats) <= set(vocab.names()) and stats["liver"]["cases"] == 3
     assert all(0.0 <= v["single_component"] <= 1.0 for v in stats.values())

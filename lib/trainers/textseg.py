@@ -139,7 +139,7 @@ class TextSegTrainer(TrainTask):
 
     def config(self) -> dict[str, Any]:
         return {"max_steps": self.train_config.steps, "max_minutes": self.train_config.max_minutes,
-                "val_percent": self.val_percent}
+                "val_percent": self.val_percent, "device": self.train_config.device}
 
     def state(self) -> dict:
         path = self.state_dir / STATE_FILE
@@ -156,7 +156,8 @@ class TextSegTrainer(TrainTask):
     def __call__(self, request: dict, datastore) -> dict:
         start = time.perf_counter()
         tc = replace(self.train_config, steps=int(request.get("max_steps", self.train_config.steps)),
-                     max_minutes=float(request.get("max_minutes", self.train_config.max_minutes)))
+                     max_minutes=float(request.get("max_minutes", self.train_config.max_minutes)),
+                     device=str(request.get("device", self.train_config.device)))
         val_percent = float(request.get("val_percent", self.val_percent))
         served_path = Path(self.served())
         net, vocab, meta = load_checkpoint(served_path)

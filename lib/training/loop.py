@@ -21,7 +21,7 @@ from ..model.text_encoder import TextEncoder
 from ..model.textseg import TextSegNet
 from .data import Case, PatchSampler
 from .losses import TextSegLoss
-from .precision import as_float32, autocast, resolve_precision
+from .precision import as_float32, autocast, resolve_device, resolve_precision
 from .schedule import absent_fraction_at, loss_weights_at, lr_at, stage_at
 from .validate import validate
 
@@ -89,7 +89,10 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     if init is None and cfg.model.encode_window != tc.patch_size:
         # a fresh network is served by encoding windows the size of its training patches
         cfg = replace(cfg, model=replace(cfg.model, encode_window=tc.patch_size))
-    net = init if init is not None else build_network(cfg.model)
+    device = resolve_device(tc.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one patch shape throughout: tune the convolutions once
+    net = (init if init is not None else build_network(cfg.model)).to(device)
     net.train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     ema = (AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
@@ -98,7 +101,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     step = 0
     rpath = resume_path(out)
     if resume and rpath.exists():
-        state = torch.load(rpath, map_location="cpu", weights_only=False)
+        state = torch.load(rpath, map_location=device, weights_only=False)
         if state.get("config") == cfg.to_dict():
             net.load_state_dict(state["state_dict"])
             optimizer.load_state_dict(state["optimizer"])
@@ -113,11 +116,12 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
                            distinct_prompts=tc.distinct_prompts, absent_sampling=tc.absent_sampling,
                            affine_prob=tc.affine_prob, label_contrast_hu=tc.label_contrast_hu,
                            label_contrast_prob=tc.label_contrast_prob)
-    vocab_features = text.encode(sorted({p for e in vocab for p in e.train_prompts}))  # warms the cache too
+    vocab_features = text.encode(sorted({p for e in vocab for p in e.train_prompts})).to(device)  # warms the cache too
     if init is None and step == 0:
         net.head.set_text_center(vocab_features)
     criterion = TextSegLoss(absent_dice=tc.absent_dice)
-    precision = resolve_precision(tc.precision)
+    precision = resolve_precision(tc.precision, device)
+    logger.info("training on %s in %s", device, precision)
     start = time.perf_counter()
     budget = tc.max_minutes * 60 if tc.max_minutes > 0 else float("inf")
     history: list[dict] = []
@@ -149,12 +153,13 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, sched)
         x, prompts, targets, names = sampler.sample(tc.prompts_per_image, absent_fraction_at(step, sched))
-        features = text.encode(prompts)
-        with autocast(precision):
+        x, targets = x.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        features = text.encode(prompts).to(device)
+        with autocast(precision, device):
             outputs = as_float32(net(x, features))
         fg_prompts = None
         if tc.fg_above > 0 and sampler.difficulty is not None:
-            fg_prompts = torch.tensor([sampler.difficulty.value(n) > tc.fg_above for n in names])
+            fg_prompts = torch.tensor([sampler.difficulty.value(n) > tc.fg_above for n in names], device=device)
         loss, parts = criterion(outputs, targets, loss_weights_at(step, sched), fg_prompts)
         if sampler.difficulty is not None:
             sampler.difficulty.update(names, criterion.prompt_dice, targets)
@@ -192,13 +197,15 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
                "losses": {k: round(v, 4) for k, v in running.items()}, "validation": val, "history": history,
                "train_cases": [c.id for c in cases],
                "train_fingerprints": sorted({*(base_fingerprints or []), *(c.fingerprint for c in cases if c.fingerprint)}), "val_cases": [c.id for c in (val_cases or [])],
-               "train_config": asdict(tc), "precision": precision, "host": host_info(),
+               "train_config": asdict(tc), "precision": precision, "device": str(device),
+               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "host": host_info(),
                "label_difficulty": {k: round(v, 4) for k, v in sorted((sampler.difficulty.values if sampler.difficulty else {}).items())},
                "label_difficulty_history": difficulty_history,
                "prompt_counts": {k: {"present": c[0], "absent": c[1]} for k, c in sorted(sampler.prompt_counts.items())},
                "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
     net.eval()
     served.eval()
+    net.to("cpu")  # a caller's ``init`` network goes back where it came from
     save_checkpoint(out, served, vocab, meta=summary)
     if ema is not None:  # the last raw weights too, to compare with their average
         save_checkpoint(raw_path(out), net, vocab, meta={**summary, "weights": "raw"})

@@ -49,7 +49,7 @@ class TextSegLoss(torch.nn.Module):
         if weights.get("pass2", 0.0) > 0:
             parts["pass2"] = self.seg(out["logit2"], target)
         if weights.get("fg", 0.0) > 0:
-            keep = fg_prompts if fg_prompts is not None else torch.ones(target.shape[0], dtype=torch.bool)
+            keep = fg_prompts if fg_prompts is not None else torch.ones(target.shape[0], dtype=torch.bool, device=target.device)
             parts["fg"] = foreground_loss(out["logit1"][keep], target[keep])
         soft = F.avg_pool3d(t, 2).squeeze(1)  # (N, X/2, Y/2, Z/2) foreground fraction
         parts["align"] = alignment_loss(out["cosine2"], soft)

@@ -23,12 +23,13 @@ def validate(net: TextSegNet, text: TextEncoder, cases: list[Case], vocab: Vocab
     was_training = net.training
     net.eval()
     dices, fps, n_absent = [], 0, 0
+    device = next(net.parameters()).device
     spacing = net.cfg.working_spacing
     min_voxels = net.cfg.min_volume_mm3 / spacing**3
     for case in cases:
         shape = tuple(case.label.shape)
         x, _ = pad_to_multiple(torch.cat([case.image, coordinate_channels(shape, spacing)]).unsqueeze(0))
-        enc = net.encode_volume(x)
+        enc = net.encode_volume(x.to(device))
         values = set(torch.unique(case.label).tolist())
         pool = [e for e in vocab if e.modality == case.modality]
         present = [e for e in pool if values.intersection(e.indices)]
@@ -36,8 +37,8 @@ def validate(net: TextSegNet, text: TextEncoder, cases: list[Case], vocab: Vocab
         entries = present + absent
         if not entries:
             continue
-        out = net.segment(enc, text.encode([e.name for e in entries]))
-        pred = torch.sigmoid(out["logit2"][:, : shape[0], : shape[1], : shape[2]]) >= net.cfg.threshold
+        out = net.segment(enc, text.encode([e.name for e in entries]).to(device))
+        pred = (torch.sigmoid(out["logit2"][:, : shape[0], : shape[1], : shape[2]]) >= net.cfg.threshold).cpu()
         for e, p in zip(entries, pred):
             if e in present:
                 t = torch.isin(case.label, torch.tensor(e.indices, dtype=case.label.dtype))
