@@ -85,7 +85,7 @@ def test_recent_pace_follows_the_last_steps():
 
 
 
-def test_the_trainer_offers_a_device_and_rejects_an_unknown_one_before_loading_anything(tmp_path):
+def test_the_trainer_offers_a_device_and_rejects_an_unknown_one_before_loading_anything(tmp_path, monkeypatch):
     from lib.config import TrainConfig
     from lib.trainers.textseg import TextSegTrainer
 
@@ -96,3 +96,6 @@ def test_the_trainer_offers_a_device_and_rejects_an_unknown_one_before_loading_a
     assert trainer.config()["device"] == "auto"
     with pytest.raises(ValueError, match="device"):
         trainer({"device": "tpu"}, datastore=None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        trainer({"device": "cuda"}, datastore=None)

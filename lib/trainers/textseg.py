@@ -24,6 +24,7 @@ from ..model.checkpoint import load_checkpoint
 from ..model.text_encoder import shared_text_encoder
 from ..training.data import Case, load_case
 from ..training.loop import train
+from ..training.precision import resolve_device
 from ..training.validate import validate
 
 logger = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ class TextSegTrainer(TrainTask):
         tc = replace(self.train_config, steps=int(request.get("max_steps", self.train_config.steps)),
                      max_minutes=float(request.get("max_minutes", self.train_config.max_minutes)),
                      device=str(request.get("device", self.train_config.device)))
+        resolve_device(tc.device)  # a GPU asked for where there is none fails here, before any loading
         val_percent = float(request.get("val_percent", self.val_percent))
         served_path = Path(self.served())
         net, vocab, meta = load_checkpoint(served_path)
