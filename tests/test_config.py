@@ -79,6 +79,19 @@ def test_shipped_configs_parse_and_the_lesion_pull_differs_from_the_2mm_config_o
     assert pull == replace(base, train=replace(base.train, w_fg=0.2, fg_above=0.8))
 
 
+def test_the_fine_and_pull_configs_are_absent_ramp_with_only_their_named_changes():
+    """docs/benchmarks.md compares these runs as one change at a time from absent_ramp.yaml."""
+    from dataclasses import replace
+
+    base = _shipped("absent_ramp.yaml")
+    assert not base.model.fine_logit and base.train.w_fg == 0.0
+    fine = replace(base, model=replace(base.model, fine_logit=True))
+    pull = replace(base.train, w_fg=0.2, fg_above=0.8)
+    assert _shipped("fine_ramp.yaml") == fine
+    assert _shipped("pull_ramp.yaml") == replace(base, train=pull)
+    assert _shipped("fine_pull.yaml") == replace(fine, train=pull)
+
+
 def _physical_patch_mm(cfg: Config) -> list[float]:
     return [p * cfg.model.working_spacing for p in cfg.train.patch_size]
 
