@@ -90,6 +90,7 @@ def test_the_fine_and_pull_configs_are_absent_ramp_with_only_their_named_changes
     assert _shipped("fine_ramp.yaml") == fine
     assert _shipped("pull_ramp.yaml") == replace(base, train=pull)
     assert _shipped("fine_pull.yaml") == replace(fine, train=pull)
+    assert _shipped("fine_pull_half.yaml") == replace(fine, train=replace(pull, w_fg=0.1))
 
 
 def _physical_patch_mm(cfg: Config) -> list[float]:
