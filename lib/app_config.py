@@ -36,6 +36,9 @@ class AppSettings:
             pool before averaging (see ``lib.strategies.ranking.calibrated_scores``).
         al_density: weight of representativeness in the uncertainty strategy (0: off).
         al_random: share of the uncertainty strategy's picks made at random.
+        background_nice: scoring and training, which MONAI Label runs in their own
+            processes, lower their CPU priority by this much so that prompts stay fast while
+            they run (``lib.background``; 0: off).
     """
 
     default_model: str = str(DEFAULT_CHECKPOINT)
@@ -49,6 +52,7 @@ class AppSettings:
     al_calibrate: bool = True
     al_density: float = 1.0
     al_random: float = 0.0
+    background_nice: int = 10
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, str] | None) -> "AppSettings":
@@ -70,6 +74,8 @@ class AppSettings:
             raise ValueError(f"--conf train_lr must be > 0, got {s.train_lr}")
         if s.al_density < 0 or not 0 <= s.al_random <= 1:
             raise ValueError(f"--conf al_density must be >= 0 and al_random in [0, 1]: {s}")
+        if not 0 <= s.background_nice <= 19:
+            raise ValueError(f"--conf background_nice must be in [0, 19], got {s.background_nice}")
         if not 0 <= s.val_percent < 100:
             raise ValueError(f"--conf val_percent must be in [0, 100), got {s.val_percent}")
         return s
