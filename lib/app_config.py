@@ -36,8 +36,8 @@ class AppSettings:
             pool before averaging (see ``lib.strategies.ranking.calibrated_scores``).
         al_density: weight of representativeness in the uncertainty strategy (0: off).
         al_random: share of the uncertainty strategy's picks made at random.
-        background_nice: scoring and training, which MONAI Label runs in their own
-            processes, lower their CPU priority by this much so that prompts stay fast while
+        background_nice: the tasks MONAI Label runs in their own processes (scoring,
+            training, batch inference) lower their CPU priority by this much so that prompts stay fast while
             they run (``lib.background``; 0: off).
     """
 

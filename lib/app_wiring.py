@@ -72,8 +72,7 @@ def build_trainers(app) -> dict:
     store = model_store(app)
     return {TRAINER: TextSegTrainer(store.path, store.published, app.model_dir, tc, val_percent=s.val_percent,
                                     base_vocab=studies_vocabulary(app),
-                                    labelled_ids=lambda: app.datastore().get_labeled_images(),
-                                    nice=s.background_nice)}
+                                    labelled_ids=lambda: app.datastore().get_labeled_images())}
 
 
 def has_dropout(app) -> bool:
@@ -97,8 +96,7 @@ def build_scoring(app) -> dict:
     """Two-pass uncertainty always; MC-dropout (MONAI Label's EpistemicScoring, 5 samples)
     when the served model was built with dropout."""
     store = model_store(app)
-    methods = {"textseg_uncertainty": TextSegUncertaintyScoring(store, max_prompts=app.settings.max_prompts,
-                                                                nice=app.settings.background_nice)}
+    methods = {"textseg_uncertainty": TextSegUncertaintyScoring(store, max_prompts=app.settings.max_prompts)}
     if has_dropout(app):
         methods["epistemic"] = EpistemicScoring(DropoutSamplingInfer(store, max_prompts=app.settings.max_prompts))
     return methods

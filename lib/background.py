@@ -1,10 +1,12 @@
 """CPU priority of the app's background work.
 
-MONAI Label runs scoring and training requests in their own processes
-(``python -m monailabel.interfaces.utils.app -m scoring|train``). On a 2-core server such a
+MONAI Label runs scoring, training and batch-inference requests in their own processes
+(``python -m monailabel.interfaces.utils.app -m scoring|train|batch_infer``), each of which
+builds the app anew. On a 2-core server such a
 process competes with the annotators' prompts: the scoring pass that starts with the server
-made a first prompt take 15 s instead of about 2 s. Those processes lower their own priority
-once, so the server's inference comes first; in any other process (the server, tests, the
+made a first prompt take 15 s instead of about 2 s. The app lowers such a
+process's priority once, as it is built (before any model is loaded), so the server's
+inference comes first; in any other process (the server, tests, the
 CLI) nothing changes.
 """
 

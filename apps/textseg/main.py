@@ -13,6 +13,7 @@ from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
 from lib.app_wiring import (  # noqa: E402
     build_datastore, build_infers, build_scoring, build_strategies, build_trainers, on_label_saved)
 from lib.app_config import AppSettings  # noqa: E402
+from lib.background import yield_cpu  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class TextSegApp(MONAILabelApp):
 
     def __init__(self, app_dir, studies, conf):
         self.settings = AppSettings.from_conf(conf)
+        yield_cpu(self.settings.background_nice)  # in MONAI Label's task processes only
         self.model_dir = os.path.join(app_dir, "model")
         os.makedirs(self.model_dir, exist_ok=True)
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="textseg",

@@ -14,7 +14,6 @@ import torch
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
 
-from ..background import yield_cpu
 from ..data.preprocess import load_volume
 from ..infers.dropout import scoring_prompts
 from ..infers.model_store import ModelStore
@@ -36,9 +35,9 @@ class TextSegUncertaintyScoring(ScoringMethod):
     predicted present and a small image descriptor. Unchanged images scored by the same
     model version are skipped."""
 
-    def __init__(self, store: ModelStore, max_prompts: int = 16, nice: int = 0) -> None:
+    def __init__(self, store: ModelStore, max_prompts: int = 16) -> None:
         super().__init__("Two-pass (coarse vs refined) uncertainty over the vocabulary's prompts")
-        self.store, self.max_prompts, self.nice = store, max_prompts, nice
+        self.store, self.max_prompts = store, max_prompts
 
     @torch.no_grad()
     def score_image(self, path: str) -> dict:
@@ -53,7 +52,6 @@ class TextSegUncertaintyScoring(ScoringMethod):
                 "textseg_descriptor": [round(float(v), 5) for v in ctx]}
 
     def __call__(self, request, datastore) -> dict:
-        yield_cpu(self.nice)
         _, version = self.store.predictor()
         scored, skipped, start = [], 0, time.perf_counter()
         for image_id in sorted(datastore.get_unlabeled_images()):

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from monailabel.interfaces.tasks.train import TrainTask
 
-from ..background import yield_cpu
 from ..config import Config, TrainConfig
 from ..datastore import label_indices
 from ..data.label_stats import stats_from_json
@@ -132,12 +131,12 @@ class TextSegTrainer(TrainTask):
 
     def __init__(self, served, publish_path: str | Path, state_dir: str | Path, train_config: TrainConfig,
                  val_percent: float = 20.0, base_vocab: Vocabulary | None = None, labelled_ids=None,
-                 patch_mm: tuple[float, float, float] | None = PATCH_MM, nice: int = 0) -> None:
+                 patch_mm: tuple[float, float, float] | None = PATCH_MM) -> None:
         super().__init__("Online two-stage fine-tuning of the text-prompted model on final labels")
         self.served, self.publish_path, self.state_dir = served, Path(publish_path), Path(state_dir)
         self.train_config, self.val_percent, self.base_vocab = train_config, val_percent, base_vocab
         self.labelled_ids = labelled_ids  # callable -> ids with final labels (for stats)
-        self.patch_mm, self.nice = patch_mm, nice
+        self.patch_mm = patch_mm
 
     def config(self) -> dict[str, Any]:
         return {"max_steps": self.train_config.steps, "max_minutes": self.train_config.max_minutes,
@@ -156,7 +155,6 @@ class TextSegTrainer(TrainTask):
         return out
 
     def __call__(self, request: dict, datastore) -> dict:
-        yield_cpu(self.nice)  # in MONAI Label's task process only: prompts come first
         start = time.perf_counter()
         tc = replace(self.train_config, steps=int(request.get("max_steps", self.train_config.steps)),
                      max_minutes=float(request.get("max_minutes", self.train_config.max_minutes)),
