@@ -185,6 +185,11 @@ class TrainConfig:
             its host's, as a contrast phase moves each organ's density by its own amount);
             0: off.
         label_contrast_prob: probability that a CT training patch gets it.
+        absent_site: in stage 2, the probability that a patch is cropped where a structure
+            its case lacks usually lies, with that structure prompted absent first (a
+            one-kidney scan's empty renal fossa asked for the missing kidney;
+            ``PatchSampler``). Structures present in at least three quarters of their
+            modality's training cases only. 0: off.
         focus_sampling: how a patch's centre label is drawn: "case" (a case, then one of
             its labels), "label" (a label among all, then a case that has it: rare labels
             such as lesions are centred more often) or "adaptive" (label first, weighted by
@@ -241,6 +246,7 @@ class TrainConfig:
     affine_prob: float = 0.5
     label_contrast_hu: float = 0.0
     label_contrast_prob: float = 0.5
+    absent_site: float = 0.0
     focus_sampling: str = "case"
     absent_sampling: str = "uniform"
     soft_targets: bool = False
@@ -277,6 +283,8 @@ class TrainConfig:
             raise ValueError(f"label_contrast_hu must be >= 0, got {self.label_contrast_hu!r}")
         if not 0.0 <= self.label_contrast_prob <= 1.0:
             raise ValueError(f"label_contrast_prob must be in [0, 1], got {self.label_contrast_prob!r}")
+        if not 0.0 <= self.absent_site <= 1.0:
+            raise ValueError(f"absent_site must be in [0, 1], got {self.absent_site!r}")
         if self.focus_sampling not in FOCUS_SAMPLING:
             raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {self.focus_sampling!r}")
         if self.absent_sampling not in ABSENT_SAMPLING:

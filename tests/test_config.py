@@ -33,7 +33,7 @@ def test_model_config_rejects_bad_values_naming_them(kwargs, name):
     ({"precision": "fp16"}, "precision"), ({"fg_above": 1.0}, "fg_above"),
     ({"fg_above": 0.5, "focus_sampling": "case"}, "adaptive"),
     ({"absent_sampling": "rare"}, "absent_sampling"), ({"absent_sampling": "found"}, "adaptive"),
-    ({"affine_prob": 1.5}, "affine_prob"),
+    ({"affine_prob": 1.5}, "affine_prob"), ({"absent_site": -0.1}, "absent_site"),
 ])
 def test_train_config_rejects_bad_values(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -91,6 +91,7 @@ def test_the_fine_and_pull_configs_are_absent_ramp_with_only_their_named_changes
     assert _shipped("pull_ramp.yaml") == replace(base, train=pull)
     assert _shipped("fine_pull.yaml") == replace(fine, train=pull)
     assert _shipped("fine_pull_half.yaml") == replace(fine, train=replace(pull, w_fg=0.1))
+    assert _shipped("absent_site.yaml") == replace(base, train=replace(base.train, absent_site=0.2))
 
 
 def _physical_patch_mm(cfg: Config) -> list[float]:

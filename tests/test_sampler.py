@@ -263,3 +263,82 @@ def test_balanced_absent_sampling_still_prompts_a_patch_without_present_labels()
     sampler.prompt_counts.update({"big": [5, 5], "other": [0, 1]})
     names = [e.name for e in sampler.draw_prompts(empty, "CT", 3, absent_fraction=0.4)[0]]
     assert names == ["big"]  # none eligible: the one with the most credit (0, against -2 and -1)
+
+
+def test_label_centres_are_fractions_of_each_axis():
+    from lib.training.data import label_centres
+
+    lab = torch.zeros(10, 20, 4, dtype=torch.int16)
+    lab[0:2, 10:20, 0:4] = 3  # voxel centres 0.5, 1.5 of 10; 10.5 .. 19.5 of 20; all of 4
+    centres = label_centres(lab)
+    assert set(centres) == {3}
+    np.testing.assert_allclose(centres[3], (0.1, 0.75, 0.5))
+
+
+def _site_cases() -> list[Case]:
+    """Four 40x40x32 cases: the big block in all, the small cube in three (at 30:33 in x and
+    y, 20:23 in z), and label 3 only in the first (a lesion-like rarity)."""
+    cases = []
+    for i in range(4):
+        lab = _case().label.clone()
+        if i == 2:
+            lab[lab == 2] = 1  # the third case lacks "small"
+        if i == 0:
+            lab[10:12, 10:12, 10:12] = 3
+        cases.append(Case(id=f"c{i}", image=torch.full((1, 40, 40, 32), float(i)), label=lab, modality="CT"))
+    return cases
+
+
+def test_absent_sites_are_the_usual_places_of_structures_most_cases_have():
+    from lib.training.data import absent_sites
+
+    cases = _site_cases()
+    values = [set(torch.unique(c.label).tolist()) - {0} for c in cases]
+    sites = absent_sites(cases, values, _vocab())
+    # "big" is in every case (nothing lacks it), "other" in one of four (a rarity): no sites
+    assert [s.entry.name for s in sites] == ["small"]
+    assert sites[0].cases == (2,)
+    np.testing.assert_allclose(sites[0].centre, (31.5 / 40, 31.5 / 40, 21.5 / 32))
+    cases[3].label[cases[3].label == 2] = 1  # in two of four now: too rare for a usual place
+    values = [set(torch.unique(c.label).tolist()) - {0} for c in cases]
+    assert absent_sites(cases, values, _vocab()) == []
+
+
+def test_absent_site_patches_prompt_the_missing_structure_first_where_it_usually_lies():
+    cases = _site_cases()
+    sampler = PatchSampler(cases, _vocab(), (16, 16, 16), 2.0, seed=0, augment=False, absent_site=1.0,
+                           distinct_prompts=True)
+    for _ in range(10):
+        x, prompts, targets, names = sampler.sample(3, absent_fraction=0.4)
+        assert names[0] == "small" and not bool(targets[0].any())
+        assert bool((x[0, 0] == 2.0).all())  # the third case's patch (its image is all 2)
+        # centred on (31, 31, 21) up to a quarter-patch shift, then kept inside the volume
+        start = [sampler._crop(cases[2], 0, [31, 31, 21])[2] for _ in range(20)]
+        assert all(19 <= a <= 24 and 19 <= b <= 24 and 9 <= c <= 16 for a, b, c in start)
+    assert sampler.site_counts == {"small": 10}
+    for _ in range(10):  # stage 1 (positive-only): no absent-site patch
+        sampler.sample(3, absent_fraction=0.0)
+    assert sampler.site_counts == {"small": 10}
+    off = PatchSampler(cases, _vocab(), (16, 16, 16), 2.0, seed=0, augment=False)
+    assert off.sites == [] and all(off._pick_site(0.4) is None for _ in range(5))
+    with pytest.raises(ValueError, match="absent_site"):
+        PatchSampler(cases, _vocab(), (16, 16, 16), 2.0, absent_site=1.5)
+
+
+def test_absent_site_patches_respect_balanced_credit():
+    cases = _site_cases()
+    sampler = PatchSampler(cases, _vocab(), (16, 16, 16), 2.0, seed=0, augment=False, absent_site=1.0,
+                           distinct_prompts=True, absent_sampling="balanced")
+    assert sampler._pick_site(0.4) is None  # "small" was never prompted present in stage 2
+    sampler.prompt_counts["small"] = [2, 0]
+    for _ in range(2):
+        names = sampler.sample(3, absent_fraction=0.4)[3]
+        assert names[0] == "small"
+    assert sampler.prompt_counts["small"][1] == 2 and sampler._pick_site(0.4) is None  # credit spent
+
+
+def test_a_structure_in_the_patch_cannot_be_forced_absent():
+    sampler = PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, seed=0, augment=False)
+    small = next(e for e in _vocab() if e.name == "small")
+    with pytest.raises(ValueError, match="cannot be prompted absent"):
+        sampler.draw_prompts(_case().label, "CT", 3, 0.4, forced_absent=small)

@@ -68,6 +68,61 @@ def load_cases(pairs: list[tuple[str, str, str]], spacing: float, progress: bool
             for cid, i, l in tqdm(pairs, desc="loading", disable=not progress)]
 
 
+@dataclass(frozen=True)
+class AbsentSite:
+    """Where a structure usually lies, for the cases that lack it.
+
+    Attributes:
+        entry: the structure's vocabulary entry (one label value).
+        centre: (3,) its mean centre over the cases that have it, as a fraction of each
+            axis's extent (0: first voxel, 1: past the last).
+        cases: indices of the cases (same modality) without it.
+    """
+
+    entry: LabelEntry
+    centre: tuple[float, float, float]
+    cases: tuple[int, ...]
+
+
+def label_centres(label: torch.Tensor) -> dict[int, tuple[float, float, float]]:
+    """Centre of every label value of an (X, Y, Z) map as a fraction of each axis's extent
+    (one pass per axis with ``np.bincount``). Returns {value: (fx, fy, fz)} without 0."""
+    lab = label.numpy().astype(np.int64).ravel()
+    counts = np.bincount(lab)
+    present = [int(v) for v in np.nonzero(counts)[0] if v]
+    sums = []
+    for axis, n in enumerate(label.shape):
+        shape = [1, 1, 1]
+        shape[axis] = n
+        pos = np.broadcast_to((np.arange(n, dtype=np.float64) + 0.5).reshape(shape) / n, label.shape).ravel()
+        sums.append(np.bincount(lab, weights=pos, minlength=len(counts)))
+    return {v: tuple(float(s[v] / counts[v]) for s in sums) for v in present}
+
+
+def absent_sites(cases: list[Case], values: list[set[int]], vocab: Vocabulary) -> list[AbsentSite]:
+    """The ``AbsentSite`` of every single-label structure present in at least three
+    quarters (and not all) of its modality's cases; ``values`` holds each case's label
+    values."""
+    sites = []
+    centres: list[dict[int, tuple[float, float, float]] | None] = [None] * len(cases)
+    for e in vocab:
+        if len(e.indices) != 1:
+            continue
+        group = [i for i, c in enumerate(cases) if c.modality == e.modality]
+        having = [i for i in group if e.indices[0] in values[i]]
+        lacking = tuple(i for i in group if e.indices[0] not in values[i])
+        if not lacking or 4 * len(having) < 3 * len(group):
+            continue
+        for i in having:
+            if centres[i] is None:
+                centres[i] = label_centres(cases[i].label)
+        centre = np.mean([centres[i][e.indices[0]] for i in having], axis=0)
+        sites.append(AbsentSite(e, tuple(float(c) for c in centre), lacking))
+        logger.info("absent sites: %s lacks in %d of %d %s cases, usual centre %s", e.name, len(lacking),
+                    len(group), e.modality, ", ".join(f"{c:.2f}" for c in centre))
+    return sites
+
+
 class PatchSampler:
     """Draws augmented training patches and their prompts.
 
@@ -102,13 +157,22 @@ class PatchSampler:
         label_contrast_hu: with ``augment``, the largest per-structure intensity offset (HU)
             of the label-wise contrast augmentation of CT patches (``contrast.py``; 0: off).
         label_contrast_prob: the probability that a CT patch gets it.
+        absent_site: in stage 2 (``absent_fraction`` > 0), the probability that a patch is
+            placed where a structure the case lacks usually lies (its mean centre, as a
+            fraction of the volume's extent, over the cases that have it) and prompts that
+            structure absent first: a scan without a left kidney, cropped around its empty
+            left renal fossa, asked for the left kidney. Only structures present in at
+            least three quarters of their modality's cases qualify (organs, not lesions,
+            whose mean centre would say little); with
+            "balanced" absent sampling, only while the structure has absent credit. 0: off.
     """
 
     def __init__(self, cases: list[Case], vocab: Vocabulary, patch_size: tuple[int, int, int], spacing: float,
                  seed: int = 0, augment: bool = True,
                  coord_jitter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0), focus_sampling: str = "case",
                  distinct_prompts: bool = False, absent_sampling: str = "uniform", affine_prob: float = 0.5,
-                 label_contrast_hu: float = 0.0, label_contrast_prob: float = 0.5) -> None:
+                 label_contrast_hu: float = 0.0, label_contrast_prob: float = 0.5,
+                 absent_site: float = 0.0) -> None:
         if not cases:
             raise ValueError("no labelled cases to train on")
         self.cases, self.vocab, self.patch_size, self.spacing = cases, vocab, patch_size, spacing
@@ -130,6 +194,11 @@ class PatchSampler:
         self._values = [set(torch.unique(c.label).tolist()) - {0} for c in cases]  # labels per case
         # (modality, label value) -> name of its single-label entry, for adaptive weights
         self._names = {(e.modality, e.indices[0]): e.name for e in vocab if len(e.indices) == 1}
+        if not 0.0 <= absent_site <= 1.0:
+            raise ValueError(f"absent_site must be in [0, 1], got {absent_site!r}")
+        self.absent_site = float(absent_site)
+        self.sites = absent_sites(cases, self._values, vocab) if absent_site > 0 else []
+        self.site_counts: dict[str, int] = {}  # absent-site patches drawn, per structure
         # one draw of the affine moves image, label and soft targets alike ("soft" is there
         # only for cases with soft targets)
         if not 0.0 <= affine_prob <= 1.0:
@@ -181,19 +250,20 @@ class PatchSampler:
             return self.cases[i], values[self.rng.integers(len(values))]
         return self.cases[i], 0
 
-    def _crop(self, case: Case, focus: int = 0):
-        """A patch of the case, centred (up to a random shift of a quarter patch) on a
-        random voxel of label ``focus``, or placed at random when it is 0.
+    def _crop(self, case: Case, focus: int = 0, centre: list[int] | None = None):
+        """A patch of the case, centred (up to a random shift of a quarter patch) on
+        ``centre`` (voxel indices) when given, else on a random voxel of label ``focus``,
+        or placed at random when it is 0.
 
         Returns (image (1, X, Y, Z), label (X, Y, Z), start, focus, soft): ``soft`` is
         None, or (values, (K, X, Y, Z) float shares in [0, 1]) for the K labels of the
         patch's label map when the case has soft targets."""
         shape = case.label.shape
         ps = self.patch_size
-        if focus:
+        if centre is None and focus:
             idx = (case.label == focus).nonzero()
             centre = idx[self.rng.integers(len(idx))].tolist()
-        else:
+        elif centre is None:
             centre = [int(self.rng.integers(s)) for s in shape]
         start = [int(np.clip(c - p // 2 + self.rng.integers(-p // 4, p // 4 + 1), 0, max(0, s - p)))
                  for c, p, s in zip(centre, ps, shape)]
@@ -213,8 +283,10 @@ class PatchSampler:
                 soft = (soft[0], torch.nn.functional.pad(soft[1], padding))
         return img, lab, tuple(start), focus, soft
 
-    def patch(self, require_foreground: bool = False) -> tuple[torch.Tensor, torch.Tensor, str, int]:
-        """One augmented patch.
+    def patch(self, require_foreground: bool = False,
+              site: tuple[AbsentSite, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, str, int]:
+        """One augmented patch (of case ``site[1]`` around ``site[0]``'s usual place when
+        ``site`` is given, see ``absent_site``).
 
         Returns:
             x: (1, 4, X, Y, Z) image + coordinate channels.
@@ -225,6 +297,11 @@ class PatchSampler:
                 (cases with soft targets).
         """
         for _ in range(20):  # stage 1 needs a patch with at least one structure in it
+            if site is not None:
+                case = self.cases[site[1]]
+                centre = [int(f * n) for f, n in zip(site[0].centre, case.label.shape)]
+                img, lab, start, focus, soft = self._crop(case, 0, centre)
+                break
             case, focus = self._pick_case()
             img, lab, start, focus, soft = self._crop(case, focus)
             if not require_foreground or bool((lab > 0).any()):
@@ -266,18 +343,21 @@ class PatchSampler:
                 with soft targets (all zero for absent prompts).
             names: the K label names the prompts stand for.
         """
-        x, lab, modality, focus, soft = self.patch(require_foreground=absent_fraction == 0)
-        entries, targets = self.draw_prompts(lab, modality, prompts_per_image, absent_fraction, focus, soft)
+        site = self._pick_site(absent_fraction)
+        x, lab, modality, focus, soft = self.patch(require_foreground=absent_fraction == 0, site=site)
+        entries, targets = self.draw_prompts(lab, modality, prompts_per_image, absent_fraction, focus, soft,
+                                             forced_absent=site[0].entry if site else None)
         prompts = [e.train_prompts[self.rng.integers(len(e.train_prompts))] for e in entries]
         return x, prompts, targets, [e.name for e in entries]
 
     def draw_prompts(self, lab: torch.Tensor, modality: str, k: int, absent_fraction: float, focus: int = 0,
-                     soft: dict[int, torch.Tensor] | None = None):
+                     soft: dict[int, torch.Tensor] | None = None, forced_absent: LabelEntry | None = None):
         """Choose K labels for a patch: present ones, and absent ones with probability
         ``absent_fraction`` each (same modality, not in the patch). The label the patch was
         centred on (``focus``), when it has a non-composite entry, is always the first: a
         small structure is otherwise prompted as absent (in most patches) far more often
-        than as present, and the model learns to never find it. Presence is the label map's;
+        than as present, and the model learns to never find it. ``forced_absent`` (an entry
+        not in the patch, the absent-site patches') comes first of all. Presence is the label map's;
         the targets are the shares in ``soft`` ({value: (X, Y, Z)}, summed over a composite
         entry's values) when given, else {0, 1} from ``lab``. Returns (entries, targets)."""
         values = set(torch.unique(lab).tolist())
@@ -285,12 +365,17 @@ class PatchSampler:
         present = [e for e in pool if values.intersection(e.indices)]
         absent = [e for e in pool if not values.intersection(e.indices)]
         chosen: list[LabelEntry] = [e for e in present if e.indices == (focus,)][:1]
+        if forced_absent is not None:
+            if values.intersection(forced_absent.indices):
+                raise ValueError(f"{forced_absent.name!r} is in the patch; it cannot be prompted absent")
+            chosen.insert(0, forced_absent)
+            absent = [e for e in absent if e.name != forced_absent.name]
         positive_only = absent_fraction == 0 and bool(present)  # absent ones only in a patch without any
         if absent_fraction > 0 and self.absent_sampling == "balanced":
             absent = self._balanced(absent, none_present=not present)
         if self.distinct_prompts:  # each label at most once: pools shrink as they are drawn
             present = [e for e in present if e not in chosen]
-        absent_names = {e.name for e in absent}
+        absent_names = {e.name for e in absent} | ({forced_absent.name} if forced_absent is not None else set())
         while len(chosen) < k:
             if self.distinct_prompts and positive_only and not present:
                 break  # stage 1 stays positive-only: fewer prompts, never an absent one
@@ -314,19 +399,35 @@ class PatchSampler:
                                    for e in chosen]).float()
         return chosen, targets
 
+    def _credit(self, e: LabelEntry) -> int:
+        """Times ``e`` was prompted present minus absent since absent prompts began."""
+        present, absent = self.prompt_counts.get(e.name, (0, 0))
+        return present - absent
+
     def _balanced(self, absent: list[LabelEntry], none_present: bool) -> list[LabelEntry]:
         """The absent labels that may be prompted absent under "balanced" sampling: those
         prompted absent fewer times than present so far (``prompt_counts``). A patch with no
         present label and none of those gets the one with the most credit, so that it
         still has a prompt."""
-        def credit(e: LabelEntry) -> int:
-            present, absent_ = self.prompt_counts.get(e.name, (0, 0))
-            return present - absent_
-
-        eligible = [e for e in absent if credit(e) > 0]
+        eligible = [e for e in absent if self._credit(e) > 0]
         if not eligible and none_present and absent:
-            eligible = [max(absent, key=credit)]
+            eligible = [max(absent, key=self._credit)]
         return eligible
+
+    def _pick_site(self, absent_fraction: float) -> tuple[AbsentSite, int] | None:
+        """With probability ``absent_site`` in stage 2: a structure (uniformly among the
+        qualifying ones, within credit under "balanced" sampling) and a case without it
+        (uniformly). None: an ordinary patch."""
+        if not self.sites or absent_fraction <= 0 or self.rng.random() >= self.absent_site:
+            return None
+        sites = self.sites
+        if self.absent_sampling == "balanced":
+            sites = [s for s in sites if self._credit(s.entry) > 0]
+        if not sites:
+            return None
+        site = sites[int(self.rng.integers(len(sites)))]
+        self.site_counts[site.entry.name] = self.site_counts.get(site.entry.name, 0) + 1
+        return site, site.cases[int(self.rng.integers(len(site.cases)))]
 
     def _absent_index(self, absent: list[LabelEntry]) -> int:
         """Index of the absent label to prompt: uniform, or by ``absent_weight`` ("found")."""

@@ -115,7 +115,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
                            coord_jitter_mm=tc.coord_jitter_mm, focus_sampling=tc.focus_sampling,
                            distinct_prompts=tc.distinct_prompts, absent_sampling=tc.absent_sampling,
                            affine_prob=tc.affine_prob, label_contrast_hu=tc.label_contrast_hu,
-                           label_contrast_prob=tc.label_contrast_prob)
+                           label_contrast_prob=tc.label_contrast_prob, absent_site=tc.absent_site)
     vocab_features = text.encode(sorted({p for e in vocab for p in e.train_prompts})).to(device)  # warms the cache too
     if init is None and step == 0:
         net.head.set_text_center(vocab_features)
@@ -202,6 +202,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
                "label_difficulty": {k: round(v, 4) for k, v in sorted((sampler.difficulty.values if sampler.difficulty else {}).items())},
                "label_difficulty_history": difficulty_history,
                "prompt_counts": {k: {"present": c[0], "absent": c[1]} for k, c in sorted(sampler.prompt_counts.items())},
+               "absent_site_counts": dict(sorted(sampler.site_counts.items())),
                "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
     net.eval()
     served.eval()
