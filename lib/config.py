@@ -13,6 +13,7 @@ ADAPTER_OUTPUTS = ("logit", "offset")
 REFINERS = ("local", "context")
 FOCUS_SAMPLING = ("case", "label", "adaptive")
 ABSENT_SAMPLING = ("uniform", "found", "balanced")
+ABSENT_SMOOTH = ("unit", "size")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -174,6 +175,13 @@ class TrainConfig:
         absent_dice: absent-structure prompts get the Dice term as well as the BCE (with
             it, any voxel a prompt lights up in a patch without its structure costs almost
             the whole Dice loss).
+        absent_smooth: the smoothing ``s`` of an absent prompt's Dice term ``P / (P + s)``
+            (``P`` its summed probability; ``losses.absent_volume_loss``): "unit" (1, the
+            present prompts' own, as every bundled model was trained) or "size" (the
+            label's median voxel count on the working grid over the training cases that
+            have it, at most a quarter of a patch): stray voxels of an absent small
+            structure then cost about what its present voxels gain, so it is not cheapest
+            to drop it everywhere.
         coord_jitter_mm: per-axis range (mm, uniform +-) of a random shift of the
             coordinate channels of each training patch (see ``PatchSampler``).
         affine_prob: probability that a training patch gets the random affine (rotation up
@@ -242,6 +250,7 @@ class TrainConfig:
     w_fg: float = 0.0
     fg_above: float = 0.0
     absent_dice: bool = True
+    absent_smooth: str = "unit"
     coord_jitter_mm: tuple[float, float, float] = (10.0, 10.0, 80.0)
     affine_prob: float = 0.5
     label_contrast_hu: float = 0.0
@@ -289,6 +298,10 @@ class TrainConfig:
             raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {self.focus_sampling!r}")
         if self.absent_sampling not in ABSENT_SAMPLING:
             raise ValueError(f"absent_sampling must be one of {ABSENT_SAMPLING}, got {self.absent_sampling!r}")
+        if self.absent_smooth not in ABSENT_SMOOTH:
+            raise ValueError(f"absent_smooth must be one of {ABSENT_SMOOTH}, got {self.absent_smooth!r}")
+        if self.absent_smooth != "unit" and not self.absent_dice:
+            raise ValueError("absent_smooth: size needs absent_dice: true (it smooths that term)")
         if self.absent_sampling == "found" and self.focus_sampling != "adaptive":
             raise ValueError("absent_sampling: found needs focus_sampling: adaptive (the running losses it reads)")
         if self.precision not in PRECISIONS:

@@ -34,6 +34,7 @@ def test_model_config_rejects_bad_values_naming_them(kwargs, name):
     ({"fg_above": 0.5, "focus_sampling": "case"}, "adaptive"),
     ({"absent_sampling": "rare"}, "absent_sampling"), ({"absent_sampling": "found"}, "adaptive"),
     ({"affine_prob": 1.5}, "affine_prob"), ({"absent_site": -0.1}, "absent_site"),
+    ({"absent_smooth": "median"}, "absent_smooth"), ({"absent_smooth": "size", "absent_dice": False}, "absent_smooth"),
 ])
 def test_train_config_rejects_bad_values(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -92,6 +93,7 @@ def test_the_fine_and_pull_configs_are_absent_ramp_with_only_their_named_changes
     assert _shipped("fine_pull.yaml") == replace(fine, train=pull)
     assert _shipped("fine_pull_half.yaml") == replace(fine, train=replace(pull, w_fg=0.1))
     assert _shipped("absent_site.yaml") == replace(base, train=replace(base.train, absent_site=0.2))
+    assert _shipped("absent_size.yaml") == replace(base, train=replace(base.train, absent_smooth="size"))
 
 
 def _physical_patch_mm(cfg: Config) -> list[float]:

@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
-from monai.losses import DiceCELoss
+from monai.losses import DiceCELoss, DiceLoss
 
-from lib.training.losses import TextSegLoss, foreground_loss
+from lib.training.losses import TextSegLoss, absent_volume_loss, foreground_loss
 
 
 def _batch():
@@ -32,6 +32,40 @@ def test_without_absent_dice_an_absent_prompt_gets_only_bce():
     # a batch of present prompts only is unchanged
     torch.testing.assert_close(TextSegLoss(absent_dice=False).seg(logits[:2], target[:2]),
                                TextSegLoss().seg(logits[:2], target[:2]))
+
+
+def test_absent_volume_loss_with_unit_smoothing_is_monai_dice_of_an_empty_target():
+    logits, _ = _batch()
+    ref = DiceLoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0, batch=False, reduction="none")(
+        logits.unsqueeze(1), torch.zeros_like(logits).unsqueeze(1)).flatten()
+    torch.testing.assert_close(absent_volume_loss(logits, torch.ones(3)), ref)
+    # and so unit smoothing of the absent prompts leaves the segmentation loss as it was
+    logits, target = _batch()
+    torch.testing.assert_close(TextSegLoss().seg(logits, target, torch.ones(3)), TextSegLoss().seg(logits, target))
+
+
+def test_absent_smoothing_changes_only_the_absent_prompts_dice_term():
+    logits, target = _batch()
+    smooth = torch.tensor([5.0, 7.0, 50.0])
+    p = float(torch.sigmoid(logits[2]).sum())
+    default, sized = TextSegLoss().seg(logits, target), TextSegLoss().seg(logits, target, smooth)
+    assert float(default - sized) == pytest.approx((p / (p + 1) - p / (p + 50)) / 3, rel=1e-4)
+    # present prompts' smoothing values are not used
+    torch.testing.assert_close(TextSegLoss().seg(logits, target, torch.tensor([1e4, 1e4, 50.0])), sized)
+
+
+def test_size_smoothing_weakens_the_push_on_stray_voxels_and_keeps_one_on_a_large_false_mask():
+    """Per unit of probability: s / (P + s)^2. Unit smoothing pushes a few stray voxels
+    about s times harder than smoothing by a 40-voxel size, and a 400-voxel false mask far less."""
+    def push(total_p: float, s: float) -> float:
+        logits = torch.full((1, 10, 10, 10), math.log(total_p / (1000 - total_p)), requires_grad=True)
+        absent_volume_loss(logits, torch.tensor([s])).sum().backward()
+        p = torch.sigmoid(logits.detach())
+        return float((logits.grad / (p * (1 - p))).mean())  # d loss / d (each voxel's probability)
+
+    assert push(0.5, 1.0) == pytest.approx(1 / 1.5 ** 2, rel=1e-3)
+    assert push(0.5, 1.0) > 10 * push(0.5, 40.0)
+    assert push(400.0, 40.0) > 20 * push(400.0, 1.0)
 
 
 def test_foreground_loss_averages_each_prompt_over_its_own_foreground():

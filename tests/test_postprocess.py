@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib.data.label_stats import LabelStats, label_stats, largest_piece_share, stats_from_json, stats_to_json
+from lib.data.label_stats import (LabelStats, label_stats, largest_piece_share, stats_from_json, stats_to_json,
+                                  typical_voxels)
 from lib.data.vocab import Vocabulary
 from lib.inference.postprocess import (below_floor, below_volume_floor, body_midline, cut_by_field_of_view,
                                        drop_smaller_pieces, drop_wrong_side, is_one_piece, keep_largest_piece,
@@ -114,6 +115,20 @@ def test_label_stats_counts_pieces_and_volumes():
     assert stats["liver lesion"].cases == 2 and stats["liver lesion"].single_component == 0.0
     assert largest_piece_share(maps[0] == 4) == 0.5
     assert stats_from_json(stats_to_json(stats)) == stats
+
+
+def test_typical_voxels_is_the_capped_median_over_the_maps_with_the_label():
+    maps = []
+    for i in range(3):
+        lab = np.zeros((20, 20, 20), np.int16)
+        lab[:10, :10, : 2 + i] = 1                       # liver: 200, 300, 400 voxels
+        lab[15:17, 15:17, 15:17] = 2                     # left kidney: 8 voxels
+        if i == 0:
+            lab[18:20, 18:20, 18:20] = 3                 # right kidney in one map only: 8 voxels
+        maps.append(lab)
+    sizes = typical_voxels(maps, VOCAB, cap=350.0)
+    assert sizes == {"liver": 300.0, "left kidney": 8.0, "right kidney": 8.0, "kidneys": 8.0}  # median of 16, 8, 8
+    assert typical_voxels(maps, VOCAB, cap=250.0)["liver"] == 250.0  # a patch sees part of a large organ
 
 
 def test_one_piece_and_volume_floor_rules():

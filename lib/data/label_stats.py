@@ -72,6 +72,22 @@ def label_stats(label_maps: Iterable[np.ndarray], vocab: Vocabulary, voxel_mm3: 
             for name, n in pieces.items()}
 
 
+def typical_voxels(label_maps: Iterable[np.ndarray], vocab: Vocabulary, cap: float) -> dict[str, float]:
+    """Median voxel count of every label of ``vocab`` (composites as the union of their
+    parts) over the integer (X, Y, Z) label maps that contain it, at most ``cap`` (a
+    training patch sees only part of a large organ). Labels that no map contains are left
+    out. Used as each label's smoothing of the absent-prompt Dice term
+    (``train.absent_smooth: size``)."""
+    counts: dict[str, list[int]] = {}
+    for lab in label_maps:
+        hist = np.bincount(np.asarray(lab).ravel().clip(min=0).astype(np.int64))
+        for e in vocab:
+            n = int(sum(hist[i] for i in e.indices if i < len(hist)))
+            if n:
+                counts.setdefault(e.name, []).append(n)
+    return {name: float(min(np.median(n), cap)) for name, n in counts.items()}
+
+
 def stats_to_json(stats: Mapping[str, LabelStats]) -> dict:
     return {k: v.to_json() for k, v in stats.items()}
 

@@ -12,7 +12,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..config import Config
-from ..data.label_stats import LabelStats, label_stats, stats_to_json
+from ..data.label_stats import LabelStats, label_stats, stats_to_json, typical_voxels
 from ..data.vocab import Vocabulary
 from ..host import host_info
 from ..model.build import build_network
@@ -120,6 +120,13 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     if init is None and step == 0:
         net.head.set_text_center(vocab_features)
     criterion = TextSegLoss(absent_dice=tc.absent_dice)
+    unique = list({c.id: c for c in cases}.values())
+    smooth_of: dict[str, float] = {}
+    if tc.absent_smooth == "size":
+        cap = float(torch.tensor(tc.patch_size).prod()) / 4
+        smooth_of = typical_voxels((c.label.numpy() for c in unique), vocab, cap)
+        logger.info("absent-prompt Dice smoothing (voxels): %s",
+                    ", ".join(f"{k} {v:.0f}" for k, v in sorted(smooth_of.items())))
     precision = resolve_precision(tc.precision, device)
     logger.info("training on %s in %s", device, precision)
     start = time.perf_counter()
@@ -160,7 +167,9 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         fg_prompts = None
         if tc.fg_above > 0 and sampler.difficulty is not None:
             fg_prompts = torch.tensor([sampler.difficulty.value(n) > tc.fg_above for n in names], device=device)
-        loss, parts = criterion(outputs, targets, loss_weights_at(step, sched), fg_prompts)
+        smooth = (torch.tensor([smooth_of.get(n, 1.0) for n in names], device=device)
+                  if smooth_of else None)
+        loss, parts = criterion(outputs, targets, loss_weights_at(step, sched), fg_prompts, smooth)
         if sampler.difficulty is not None:
             sampler.difficulty.update(names, criterion.prompt_dice, targets)
         optimizer.zero_grad(set_to_none=True)
@@ -189,7 +198,6 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
             logger.info("step %d validation %s", step, metrics)
     bar.close()
     seconds = time.perf_counter() - start
-    unique = {c.id: c for c in cases}.values()
     stats = {**(base_stats or {}),
              **label_stats((c.label.numpy() for c in unique), vocab, cfg.model.working_spacing ** 3)}
     val = validate(served, text, val_cases, vocab) if val_cases else {}
@@ -203,6 +211,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
                "label_difficulty_history": difficulty_history,
                "prompt_counts": {k: {"present": c[0], "absent": c[1]} for k, c in sorted(sampler.prompt_counts.items())},
                "absent_site_counts": dict(sorted(sampler.site_counts.items())),
+               "absent_smooth_voxels": {k: round(v, 1) for k, v in sorted(smooth_of.items())},
                "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
     net.eval()
     served.eval()

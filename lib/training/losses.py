@@ -30,24 +30,32 @@ class TextSegLoss(torch.nn.Module):
         self.absent_dice = absent_dice
         self.prompt_dice: torch.Tensor | None = None
 
-    def seg(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def seg(self, logits: torch.Tensor, target: torch.Tensor, absent_smooth: torch.Tensor | None = None) -> torch.Tensor:
         """Dice + BCE, each averaged over the N prompts: (N, X, Y, Z) x (N, X, Y, Z) -> scalar.
         Equals MONAI's ``DiceCELoss(sigmoid=True, batch=False)``; without ``absent_dice``
-        an absent prompt (empty target) contributes no Dice term, only its BCE."""
+        an absent prompt (empty target) contributes no Dice term, only its BCE.
+
+        ``absent_smooth``: optional (N,) per-prompt smoothing of the absent prompts' Dice
+        term (``absent_volume_loss``; the present prompts' term is unchanged). With all ones
+        it equals the default."""
         dice = self.dice(logits.unsqueeze(1), target.unsqueeze(1)).flatten()  # (N,)
         self.prompt_dice = dice.detach()
+        present = (target.flatten(1) >= 0.5).any(1)
         if not self.absent_dice:
-            dice = dice * (target.flatten(1) >= 0.5).any(1).to(dice.dtype)
+            dice = dice * present.to(dice.dtype)
+        elif absent_smooth is not None:
+            # an absent prompt's target is empty up to a neighbour's soft edge: scored as empty
+            dice = torch.where(present, dice, absent_volume_loss(logits, absent_smooth))
         return dice.mean() + F.binary_cross_entropy_with_logits(logits, target)
 
     def forward(self, out: dict[str, torch.Tensor], target: torch.Tensor, weights: dict[str, float],
-                fg_prompts: torch.Tensor | None = None):
+                fg_prompts: torch.Tensor | None = None, absent_smooth: torch.Tensor | None = None):
         """``fg_prompts``: optional (N,) bool, the prompts the foreground-only term applies
-        to (default: all)."""
+        to (default: all). ``absent_smooth``: optional (N,), see ``seg``."""
         t = target.unsqueeze(1)
-        parts = {"pass1": self.seg(out["logit1"], target)}
+        parts = {"pass1": self.seg(out["logit1"], target, absent_smooth)}
         if weights.get("pass2", 0.0) > 0:
-            parts["pass2"] = self.seg(out["logit2"], target)
+            parts["pass2"] = self.seg(out["logit2"], target, absent_smooth)
         if weights.get("fg", 0.0) > 0:
             keep = fg_prompts if fg_prompts is not None else torch.ones(target.shape[0], dtype=torch.bool, device=target.device)
             parts["fg"] = foreground_loss(out["logit1"][keep], target[keep])
@@ -56,6 +64,23 @@ class TextSegLoss(torch.nn.Module):
         parts["heatmap"] = heatmap_loss(out["logits2"], soft)
         total = sum(weights.get(k, 0.0) * v for k, v in parts.items())
         return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def absent_volume_loss(logits: torch.Tensor, smooth: torch.Tensor) -> torch.Tensor:
+    """The Dice loss of an empty target, ``P / (P + s)`` with ``P`` the prompt's summed
+    probability and ``s`` its smoothing: (N, X, Y, Z) x (N,) -> (N,).
+
+    With ``s = 1`` (the Dice term's own smoothing) it is MONAI's Dice loss for an empty
+    target, whose gradient ``s / (P + s) ** 2`` per unit of probability is 1 at ``P = 0``:
+    a few stray voxels of an absent prompt cost as much as missing a 1-voxel structure,
+    and far more than the pull a present small structure's Dice term gives each of its
+    ``G`` voxels (about ``2 / G``), so a lesion prompted absent as often as present is
+    cheapest left empty everywhere. With ``s`` the structure's typical voxel count the
+    push and the pull are of one size, and a large false mask (``P`` near ``s``) keeps a
+    gradient instead of saturating at a loss of 1."""
+    p = torch.sigmoid(logits.float()).flatten(1).sum(1)
+    smooth = smooth.to(p)
+    return p / (p + smooth)
 
 
 def alignment_loss(cosine: torch.Tensor, soft_target: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
