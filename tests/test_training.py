@@ -182,6 +182,26 @@ def test_time_budget_fits_the_schedule(phantom_studies, tmp_path):
     assert set(last["values"]) <= set(meta["label_difficulty"]) and all(0 <= v <= 1 for v in last["values"].values())
 
 
+def test_size_smoothed_absent_dice_trains_and_records_each_labels_smoothing(phantom_studies, tmp_path):
+    """``absent_smooth: size``: a short run with absent prompts trains, and the checkpoint
+    records each label's smoothing: its median voxel count, capped at a quarter of a patch."""
+    from lib.model.checkpoint import load_checkpoint
+
+    train = {**CONFIG["train"], "steps": 30, "stage1_fraction": 0.2, "absent_fraction": 0.5, "absent_smooth": "size"}
+    (tmp_path / "cfg.json").write_text(json.dumps({"model": CONFIG["model"], "train": train}))
+    ckpt = tmp_path / "size.pt"
+    assert main(["train", "--studies", str(phantom_studies), "--out", str(ckpt), "--config",
+                 str(tmp_path / "cfg.json"), "--val-percent", "0"]) == 0
+    meta = load_checkpoint(ckpt)[2]
+    sizes = meta["absent_smooth_voxels"]
+    cap = 48 * 48 * 32 / 4
+    assert set(sizes) <= set(Vocabulary.load(phantom_studies).names())
+    assert all(1 <= v <= cap for v in sizes.values())
+    assert sizes["gallbladder"] < sizes["left kidney"] < sizes["kidneys"] < sizes["liver"]
+    assert sum(c["absent"] for c in meta["prompt_counts"].values()) > 0
+    assert all(np.isfinite(v) for v in meta["losses"].values())
+
+
 def test_weight_average_is_served_and_the_raw_weights_kept(phantom_studies, tmp_path):
     """With ``ema_decay`` the checkpoint holds the averaged weights, ``<stem>.raw.pt`` the
     last raw ones; both load and serve, and they differ."""
