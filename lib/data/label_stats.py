@@ -51,22 +51,26 @@ def largest_piece_share(mask: np.ndarray) -> float:
     return float(sizes.max() / sizes.sum())
 
 
+def _voxel_counts(lab: np.ndarray, entries) -> dict[str, int]:
+    """Voxel count of each vocabulary entry (a composite: the union of its parts) in an
+    integer (X, Y, Z) label map; entries the map lacks are left out."""
+    hist = np.bincount(np.asarray(lab).ravel().clip(min=0).astype(np.int64))
+    counts = {e.name: int(sum(hist[i] for i in e.indices if i < len(hist))) for e in entries}
+    return {name: n for name, n in counts.items() if n}
+
+
 def label_stats(label_maps: Iterable[np.ndarray], vocab: Vocabulary, voxel_mm3: float) -> dict[str, LabelStats]:
     """Statistics of every non-composite label of ``vocab`` over integer (X, Y, Z) label
     maps sharing one voxel volume ``voxel_mm3`` (the working grid). Labels that no map
     contains are left out."""
     pieces: dict[str, list[float]] = {}
     volumes: dict[str, list[float]] = {}
-    entries = [e for e in vocab if not e.composite]
+    entries = {e.name: e for e in vocab if not e.composite}
     for lab in label_maps:
         lab = np.asarray(lab)
-        counts = np.bincount(lab.ravel().clip(min=0).astype(np.int64))
-        for e in entries:
-            i = e.indices[0]
-            if i >= len(counts) or counts[i] == 0:
-                continue
-            pieces.setdefault(e.name, []).append(largest_piece_share(lab == i))
-            volumes.setdefault(e.name, []).append(float(counts[i]) * voxel_mm3)
+        for name, n in _voxel_counts(lab, entries.values()).items():
+            pieces.setdefault(name, []).append(largest_piece_share(lab == entries[name].indices[0]))
+            volumes.setdefault(name, []).append(float(n) * voxel_mm3)
     return {name: LabelStats(cases=len(n), single_component=float(np.mean(np.asarray(n) >= ONE_PIECE_VOLUME)),
                              volume_p05_mm3=float(np.percentile(volumes[name], 5)))
             for name, n in pieces.items()}
@@ -80,11 +84,8 @@ def typical_voxels(label_maps: Iterable[np.ndarray], vocab: Vocabulary, cap: flo
     (``train.absent_smooth: size``)."""
     counts: dict[str, list[int]] = {}
     for lab in label_maps:
-        hist = np.bincount(np.asarray(lab).ravel().clip(min=0).astype(np.int64))
-        for e in vocab:
-            n = int(sum(hist[i] for i in e.indices if i < len(hist)))
-            if n:
-                counts.setdefault(e.name, []).append(n)
+        for name, n in _voxel_counts(lab, vocab).items():
+            counts.setdefault(name, []).append(n)
     return {name: float(min(np.median(n), cap)) for name, n in counts.items()}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -123,7 +124,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     unique = list({c.id: c for c in cases}.values())
     smooth_of: dict[str, float] = {}
     if tc.absent_smooth == "size":
-        cap = float(torch.tensor(tc.patch_size).prod()) / 4
+        cap = math.prod(tc.patch_size) / 4  # a patch sees only part of a large organ
         smooth_of = typical_voxels((c.label.numpy() for c in unique), vocab, cap)
         logger.info("absent-prompt Dice smoothing (voxels): %s",
                     ", ".join(f"{k} {v:.0f}" for k, v in sorted(smooth_of.items())))
