@@ -74,8 +74,9 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
     from .inference.calibration import calibrate_checkpoint
 
     record = calibrate_checkpoint(a.model, a.studies, a.out or a.model, grid=tuple(a.grid), min_cases=a.min_cases,
-                                  min_gain=a.min_gain)
-    print(json.dumps({k: {f: v[f] for f in ("threshold", "cases", "dice_at_model_threshold", "dice",
+                                  min_gain=a.min_gain,
+                                  **({} if a.cut_grid is None else {"cut_grid": tuple(a.cut_grid)}))
+    print(json.dumps({k: {f: v[f] for f in ("threshold", "max_uncertainty", "cases", "dice_at_model_threshold", "dice",
                                              "false_positives_at_model_threshold", "false_positives")}
                       for k, v in record["per_label"].items()}, indent=2))
     return 0
@@ -160,14 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bring probabilities to the input grid by linear interpolation only (no guided filter)")
     s.set_defaults(func=_cmd_evaluate)
 
-    s = sub.add_parser("calibrate", help="choose each label's mask threshold on a labelled validation pool")
+    s = sub.add_parser("calibrate", help="choose each label's mask threshold and uncertainty presence cut "
+                       "on a labelled validation pool")
     s.add_argument("--model", required=True, help="checkpoint")
     s.add_argument("--studies", required=True, help="validation studies folder with labels/final (not training or test scans)")
     s.add_argument("--out", help="calibrated checkpoint to write (default: update --model in place)")
     s.add_argument("--grid", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5],
                    help="thresholds to try (the model's own is always among them)")
     s.add_argument("--min-cases", type=int, default=3, help="labels held by fewer scans keep the model's threshold")
-    s.add_argument("--min-gain", type=float, default=0.01, help="mean Dice a label's new threshold must add")
+    s.add_argument("--min-gain", type=float, default=0.01,
+                   help="mean score a label's new threshold (Dice) or presence cut (per-scan score) must add")
+    s.add_argument("--cut-grid", type=float, nargs="*", metavar="U",
+                   help="scalar-uncertainty presence cuts to try per label (default 0.10 ... 0.60 by 0.05; "
+                   "the flag with no value: no cut)")
     s.set_defaults(func=_cmd_calibrate)
 
     s = sub.add_parser("label-stats", help="(re)compute a checkpoint's label statistics and training fingerprints "

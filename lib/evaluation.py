@@ -148,9 +148,10 @@ def trained_cases(meta: dict, pairs: list[tuple[str, str, str]]) -> list[str]:
 
 def calibration_cases(meta: dict, pairs: list[tuple[str, str, str]]) -> list[str]:
     """Ids of the ``pairs`` whose image chose the checkpoint's label thresholds (by content,
-    ``meta["calibration"]["fingerprints"]``, see ``lib.inference.calibration``)."""
+    ``meta["calibration"]["fingerprints"]``, see ``lib.inference.calibration``) when it chose
+    any threshold or presence cut."""
     fingerprints = set((meta.get("calibration") or {}).get("fingerprints") or [])
-    if not fingerprints or not meta.get("label_thresholds"):
+    if not fingerprints or not (meta.get("label_thresholds") or meta.get("label_max_uncertainty")):
         return []
     return sorted(cid for cid, image, _ in pairs if volume_fingerprint(load_volume(image)) in fingerprints)
 
@@ -180,13 +181,14 @@ def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: lis
         logger.warning("%d evaluated cases were used for training (%s...): not a test score", len(overlap), overlap[:3])
     calibrated_on = calibration_cases(meta, pairs)
     if calibrated_on:
-        logger.warning("%d evaluated cases chose the model's thresholds (%s...): not a test score",
+        logger.warning("%d evaluated cases chose the model's calibration (%s...): not a test score",
                        len(calibrated_on), calibrated_on[:3])
     vocab = Vocabulary.merge([predictor.vocab, Vocabulary.load(studies)]) if (Path(studies) / "labels.json").exists() else predictor.vocab
     result = evaluate_pairs(predictor, pairs, vocab, keep_masks=3 if overlays else 0)
     report = {"model": str(model), "studies": str(studies), "cleanup": cleanup,
               "guided_modalities": list(predictor.cfg.guided_modalities), "trained_on_evaluated_cases": overlap,
               "calibrated_on_evaluated_cases": calibrated_on, "label_thresholds": predictor.label_thresholds,
+              "label_max_uncertainty": predictor.label_max_uncertainty,
               "summary": result["summary"], "rows": result["rows"]}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib.inference.calibration import LabelCurve, choose_threshold, dice_score, threshold_curves
+from lib.inference.calibration import (LabelCurve, choose_cut, choose_threshold, cut_score, dice_score,
+                                       threshold_curves)
 
 
 def _curve(points: dict[float, tuple[list[float], int]], absent: int = 4) -> LabelCurve:
@@ -41,6 +42,43 @@ def test_choose_threshold_keeps_the_model_threshold_on_a_tie_and_prefers_the_nea
     assert choose_threshold(absent_only, 0.5) == 0.5
     with pytest.raises(ValueError, match="Dice"):
         LabelCurve().add(0.5, True, True)
+
+
+def _answers(curve: LabelCurve, t: float, rows: list[tuple[bool, bool, float, float | None]]) -> LabelCurve:
+    for present, found, dice, u in rows:
+        curve.add(t, present, found, dice if present else None, uncertainty=u)
+    return curve
+
+
+def test_cut_score_counts_dice_where_held_and_emptiness_where_not():
+    rows = [(True, True, 0.8, 0.1), (True, True, 0.6, 0.4), (True, False, 0.0, None),
+            (False, True, 0.0, 0.45), (False, True, 0.0, 0.2), (False, False, 0.0, None)]
+    answers = _answers(LabelCurve(), 0.5, rows).answers[0.5]
+    assert cut_score(answers, None) == pytest.approx((0.8 + 0.6 + 0 + 0 + 0 + 1) / 6)
+    assert cut_score(answers, 0.3) == pytest.approx((0.8 + 0 + 0 + 1 + 0 + 1) / 6)    # drops 0.6 and one firing
+    assert cut_score(answers, 0.1) == pytest.approx((0.8 + 0 + 0 + 1 + 1 + 1) / 6)    # at the cut: kept
+    assert cut_score(answers, 0.05) == pytest.approx(3 / 6)
+    with pytest.raises(ValueError, match="uncertainty"):
+        cut_score([(False, True, 0.0, None)], 0.3)
+    with pytest.raises(ValueError, match="no answers"):
+        cut_score([], 0.3)
+
+
+def test_choose_cut_keeps_the_largest_best_cut_only_when_it_gains():
+    rows = [(True, True, 0.9, 0.1), (True, True, 0.8, 0.2), (True, True, 0.7, 0.25),
+            (False, True, 0.0, 0.4), (False, False, 0.0, None), (False, False, 0.0, None)]
+    curve = _answers(LabelCurve(), 0.5, rows)
+    # every cut in [0.25, 0.4) drops the one firing and no found mask: the largest such is kept
+    assert choose_cut(curve, 0.5, grid=(0.1, 0.2, 0.25, 0.3, 0.35, 0.4)) == 0.35
+    assert choose_cut(curve, 0.5, grid=(0.4, 0.5)) is None              # nothing dropped: no gain
+    assert choose_cut(curve, 0.5, grid=(0.3,), min_gain=0.2) is None    # gains 1/6 only
+    assert choose_cut(curve, 0.5, grid=()) is None
+    assert choose_cut(curve, 0.5, grid=(0.3,), min_cases=4) is None     # held by 3 scans, lacked by 3
+    assert choose_cut(curve, 0.3, grid=(0.3,)) is None                  # no answers at that threshold
+    # a cut that loses more Dice than it saves is not kept
+    costly = _answers(LabelCurve(), 0.5, [(True, True, 0.9, 0.5), (True, True, 0.9, 0.5), (True, True, 0.9, 0.1),
+                                         (False, True, 0.0, 0.45), (False, False, 0.0, None), (False, False, 0.0, None)])
+    assert choose_cut(costly, 0.5, grid=(0.3, 0.4)) is None
 
 
 def test_dice_score_matches_the_evaluation():
@@ -93,6 +131,16 @@ def test_predictor_masks_a_label_at_its_own_threshold(faint_liver, phantom_studi
     assert faint_liver.thresholds(["liver", "spleen", "the big organ"]) == [0.2, 0.5, 0.5]
     liver, spleen, free = faint_liver.predict(encoded, ["liver", "spleen", "the big organ"])
     assert liver.present and liver.mask.any() and not spleen.present and not free.present
+    # a presence cut below the mask's uncertainty reports it absent, with the reason; above it, not
+    assert liver.uncertainty == pytest.approx(0.25 * 0.8813, abs=1e-3)   # alpha * H(0.3) over the liver
+    faint_liver.label_max_uncertainty = {"liver": 0.2}
+    cut, = faint_liver.predict(encoded, ["liver"])
+    assert not cut.present and not cut.mask.any() and "presence cut 0.20" in cut.summary()["absent_reason"]
+    faint_liver.label_max_uncertainty = {"liver": 0.25, "spleen": 0.2}
+    kept, = faint_liver.predict(encoded, ["liver"])
+    assert kept.present and np.array_equal(kept.mask, liver.mask) and "absent_reason" not in kept.summary()
+    with pytest.raises(ValueError, match="presence cut"):
+        type(faint_liver)(faint_liver.net, faint_liver.text, faint_liver.vocab, label_max_uncertainty={"liver": 0.0})
 
 
 def test_threshold_curves_and_choice_over_a_pool(faint_liver, phantom_studies):
@@ -103,6 +151,9 @@ def test_threshold_curves_and_choice_over_a_pool(faint_liver, phantom_studies):
     liver = curves["liver"]
     assert liver.mean_dice(0.5) == 0.0 and liver.mean_dice(0.2) > 0.8
     assert len(liver.dice[0.2]) == len(pairs) and liver.false_positives == {0.2: 0, 0.5: 0}
+    assert [a[3] for a in liver.answers[0.2]] == [pytest.approx(0.2203, abs=1e-3)] * len(pairs)  # found: uncertainty kept
+    assert [a[3] for a in liver.answers[0.5]] == [None] * len(pairs)
+    assert choose_cut(liver, 0.2) is None   # the pool lacks the liver nowhere: nothing to cut for
     assert choose_threshold(liver, 0.5) == 0.2
     assert choose_threshold(curves["spleen"], 0.5) == 0.5   # 0.01 everywhere: nothing to gain
 
@@ -119,8 +170,10 @@ def test_calibrate_writes_thresholds_and_evaluate_flags_the_pool(tiny_checkpoint
                  "--out", str(out), "--grid", "0.2", "0.4"]) == 0
     monkeypatch.undo()
     _, _, meta = load_checkpoint(out)
-    assert meta["label_thresholds"] == {"liver": 0.2}
+    assert meta["label_thresholds"] == {"liver": 0.2} and meta["label_max_uncertainty"] == {}
     record = meta["calibration"]
+    assert record["per_label"]["liver"]["max_uncertainty"] is None
+    assert len(record["per_label"]["liver"]["found_uncertainty"]) == 4 and record["cut_grid"][0] == 0.1
     assert record["grid"] == [0.2, 0.4, 0.5] and len(record["fingerprints"]) == 4
     assert record["per_label"]["liver"]["dice_at_model_threshold"] == 0.0 and record["per_label"]["liver"]["dice"] > 0.8
     predictor, _ = service.load_predictor(out)
@@ -145,9 +198,11 @@ def test_a_fine_tuned_checkpoint_inherits_the_served_thresholds(tiny_checkpoint,
     save_checkpoint(new, net, vocab, meta={"steps": 10})
     assert not inherit_thresholds(new, {"label_stats": {}})
     assert load_checkpoint(new)[2] == {"steps": 10}
-    served = {"label_thresholds": {"kidney cyst": 0.3}, "calibration": {"fingerprints": ["abc"]}}
+    served = {"label_thresholds": {"kidney cyst": 0.3}, "label_max_uncertainty": {"liver lesion": 0.25},
+              "calibration": {"fingerprints": ["abc"]}}
     assert inherit_thresholds(new, served)
     meta = load_checkpoint(new)[2]
     assert meta["steps"] == 10 and meta["label_thresholds"] == {"kidney cyst": 0.3}
+    assert meta["label_max_uncertainty"] == {"liver lesion": 0.25}
     assert meta["calibration"] == {"fingerprints": ["abc"], "inherited": True}
     assert served["calibration"] == {"fingerprints": ["abc"]}  # the served model's record is not changed

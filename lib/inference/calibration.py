@@ -8,6 +8,13 @@ absent-structure prompts fire than the model's threshold does and gains at least
 ``min_gain`` Dice; otherwise the model's threshold stays. The thresholds are stored in the
 checkpoint's metadata (``label_thresholds``) with the pool's fingerprints, so that
 ``evaluate`` flags a score computed on the calibration scans.
+
+At the kept threshold, each label may also get a **presence cut** on the scalar uncertainty
+(the two passes' disagreement, ``lib.model.uncertainty``): a mask whose uncertainty is above
+the cut is reported absent. A false lesion mask is usually one the two passes disagree on. The
+cut is chosen to maximise the label's mean per-scan score over the pool (Dice where the scan
+holds it; 1 for staying empty, 0 for firing where it does not), and kept only if it adds at
+least ``min_gain`` to that score over no cut (``label_max_uncertainty`` in the metadata).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ logger = logging.getLogger(__name__)
 THRESHOLD_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)  # above 0.5 organ Dice moved by 0.004 at most (docs/method.md)
 MIN_CASES = 3  # a label held by fewer of the pool's scans keeps the model's threshold
 MIN_GAIN = 0.01  # mean Dice a new threshold must add over the model's
+CUT_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(11))  # 0.10 ... 0.60: the scalar uncertainty's range
 
 
 @dataclass
@@ -39,17 +47,25 @@ class LabelCurve:
         dice: threshold -> the Dice of each scan that holds the label (0 when reported absent).
         false_positives: threshold -> how many scans without the label report it present.
         absent: threshold -> how many scans lack the label.
+        answers: threshold -> each scan's ``(present, predicted_present, dice, uncertainty)``
+            (``dice`` 0 and ``uncertainty`` None where the scan lacks the label or the mask is
+            empty), for the presence cut.
     """
 
     dice: dict[float, list[float]] = field(default_factory=dict)
     false_positives: dict[float, int] = field(default_factory=dict)
     absent: dict[float, int] = field(default_factory=dict)
+    answers: dict[float, list[tuple[bool, bool, float, float | None]]] = field(default_factory=dict)
 
-    def add(self, threshold: float, present: bool, predicted_present: bool, dice: float | None = None) -> None:
-        """One scan's answer at ``threshold``; ``dice`` is required when ``present``."""
+    def add(self, threshold: float, present: bool, predicted_present: bool, dice: float | None = None,
+            uncertainty: float | None = None) -> None:
+        """One scan's answer at ``threshold``; ``dice`` is required when ``present``, and
+        ``uncertainty`` (the scalar one) is kept for the presence cut."""
         self.dice.setdefault(threshold, [])
         self.false_positives.setdefault(threshold, 0)
         self.absent.setdefault(threshold, 0)
+        self.answers.setdefault(threshold, []).append(
+            (present, predicted_present, float(dice or 0.0), None if uncertainty is None else float(uncertainty)))
         if present:
             if dice is None:
                 raise ValueError("a scan that holds the label needs its Dice")
@@ -77,6 +93,37 @@ def choose_threshold(curve: LabelCurve, base: float, min_cases: int = MIN_CASES,
     allowed = [t for t in curve.dice if curve.false_positives[t] <= curve.false_positives[base]]
     best = max(sorted(allowed, key=lambda t: abs(t - base)), key=lambda t: curve.mean_dice(t))
     return best if curve.mean_dice(best) >= base_dice + min_gain else base
+
+
+def cut_score(answers: list[tuple[bool, bool, float, float | None]], cut: float | None) -> float:
+    """Mean per-scan score of one label's ``LabelCurve.answers`` at one threshold when masks
+    with scalar uncertainty above ``cut`` (None: no cut) are reported absent: a scan holding
+    the label scores its Dice (0 once cut), one lacking it 1 if the answer is empty, else 0.
+    Raises ValueError for an empty list or a predicted mask without its uncertainty."""
+    if not answers:
+        raise ValueError("no answers to score")
+    total = 0.0
+    for present, predicted, dice, uncertainty in answers:
+        if predicted and cut is not None:
+            if uncertainty is None:
+                raise ValueError("a predicted mask without its uncertainty cannot be cut")
+            predicted = uncertainty <= cut
+        total += (dice if predicted else 0.0) if present else float(not predicted)
+    return total / len(answers)
+
+
+def choose_cut(curve: LabelCurve, threshold: float, grid: tuple[float, ...] = CUT_GRID,
+               min_cases: int = MIN_CASES, min_gain: float = MIN_GAIN) -> float | None:
+    """The presence cut to keep for one label at its mask ``threshold`` (pure): the value of
+    ``grid`` with the best ``cut_score``, ties to the larger (fewer masks dropped), if it
+    beats no cut by at least ``min_gain`` and the pool holds the label in at least
+    ``min_cases`` scans and lacks it in as many; else None (no cut)."""
+    answers = curve.answers.get(threshold) or []
+    held = sum(a[0] for a in answers)
+    if not grid or held < min_cases or len(answers) - held < min_cases:
+        return None
+    best = max(sorted(grid, reverse=True), key=lambda c: cut_score(answers, c))
+    return best if cut_score(answers, best) >= cut_score(answers, None) + min_gain else None
 
 
 def dice_score(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -110,14 +157,17 @@ def threshold_curves(predictor: Predictor, pairs: list[tuple[str, str, str]], vo
                 present, r = bool(truth.any()), answers.get(k)
                 found = r is not None and r.present
                 curves.setdefault(e.name, LabelCurve()).add(
-                    t, present, found, (dice_score(r.mask, truth) if r is not None else 0.0) if present else None)
+                    t, present, found, (dice_score(r.mask, truth) if r is not None else 0.0) if present else None,
+                    uncertainty=r.uncertainty if found else None)
     return curves
 
 
 def calibrate_checkpoint(model: str | Path, studies: str | Path, out: str | Path,
                          grid: tuple[float, ...] = THRESHOLD_GRID, min_cases: int = MIN_CASES,
-                         min_gain: float = MIN_GAIN, progress: bool = True) -> dict:
-    """The ``calibrate`` verb: choose each label's mask threshold on the labelled scans of
+                         min_gain: float = MIN_GAIN, cut_grid: tuple[float, ...] = CUT_GRID,
+                         progress: bool = True) -> dict:
+    """The ``calibrate`` verb: choose each label's mask threshold (and presence cut, from
+    ``cut_grid``; an empty grid chooses none) on the labelled scans of
     ``studies`` (a validation pool: never the training or the test scans) and write the
     checkpoint ``model`` with them to ``out`` (weights unchanged; ``out`` may be ``model``).
     Returns the record stored in the metadata under ``calibration``. Raises ValueError when
@@ -137,42 +187,56 @@ def calibrate_checkpoint(model: str | Path, studies: str | Path, out: str | Path
     if overlap:
         raise ValueError(f"{len(overlap)} scans of {studies} were used to train {model} ({overlap[:3]}...): "
                          "calibrate on a validation pool")
-    predictor.label_thresholds = {}  # a recalibration starts from the model's threshold
+    predictor.label_thresholds, predictor.label_max_uncertainty = {}, {}  # a recalibration starts afresh
     curves = threshold_curves(predictor, pairs, predictor.vocab, grid, progress=progress)
-    per_label, thresholds = {}, {}
+    per_label, thresholds, cuts = {}, {}, {}
     for name, curve in sorted(curves.items()):
         t = choose_threshold(curve, base, min_cases, min_gain)
+        cut = choose_cut(curve, t, cut_grid, min_cases, min_gain)
+        answers = curve.answers[t]
         per_label[name] = {"threshold": t, "cases": len(curve.dice[base]), "absent_cases": curve.absent[base],
                            "dice_at_model_threshold": curve.mean_dice(base), "dice": curve.mean_dice(t),
                            "false_positives_at_model_threshold": curve.false_positives[base],
                            "false_positives": curve.false_positives[t],
                            "curve": {str(g): {"dice": curve.mean_dice(g), "false_positives": curve.false_positives[g]}
-                                     for g in grid}}
+                                     for g in grid},
+                           "max_uncertainty": cut, "score_without_cut": cut_score(answers, None),
+                           "score_with_cut": cut_score(answers, cut),
+                           "found_uncertainty": sorted(round(u, 4) for p, f, _, u in answers if p and f),
+                           "false_positive_uncertainty": sorted(round(u, 4) for p, f, _, u in answers if f and not p)}
         if t != base:
             thresholds[name] = t
             logger.info("%s: threshold %.2f -> %.2f (mean Dice %.3f -> %.3f over %d scans, false positives %d/%d)",
                         name, base, t, curve.mean_dice(base), curve.mean_dice(t), len(curve.dice[base]),
                         curve.false_positives[t], curve.absent[base])
+        if cut is not None:
+            cuts[name] = cut
+            logger.info("%s: presence cut at uncertainty %.2f (score %.3f -> %.3f over %d scans)", name, cut,
+                        cut_score(answers, None), cut_score(answers, cut), len(answers))
     record = {"studies": str(studies), "cases": [p[0] for p in pairs],
               "fingerprints": sorted({volume_fingerprint(load_volume(p[1])) for p in pairs}),
-              "grid": list(grid), "model_threshold": base, "min_cases": min_cases, "min_gain": min_gain,
+              "grid": list(grid), "cut_grid": list(cut_grid), "model_threshold": base, "min_cases": min_cases, "min_gain": min_gain,
               "per_label": per_label}
-    save_checkpoint(out, predictor.net, predictor.vocab, meta={**meta, "label_thresholds": thresholds, "calibration": record})
-    logger.info("%d of %d labels given their own threshold; wrote %s", len(thresholds), len(per_label), out)
+    save_checkpoint(out, predictor.net, predictor.vocab,
+                    meta={**meta, "label_thresholds": thresholds, "label_max_uncertainty": cuts, "calibration": record})
+    logger.info("%d of %d labels given their own threshold, %d a presence cut; wrote %s", len(thresholds),
+                len(per_label), len(cuts), out)
     return record
 
 
 def inherit_thresholds(checkpoint: str | Path, source_meta: dict) -> bool:
-    """Give a checkpoint fine-tuned from a calibrated model that model's label thresholds
-    (``source_meta``: its metadata), marked ``calibration["inherited"]``: the online trainer
-    starts from the served weights, so their thresholds stay a better guess than the model's
-    default until the new weights are calibrated themselves. Returns whether there were any."""
+    """Give a checkpoint fine-tuned from a calibrated model that model's label thresholds and
+    presence cuts (``source_meta``: its metadata), marked ``calibration["inherited"]``: the
+    online trainer starts from the served weights, so their calibration stays a better guess
+    than none until the new weights are calibrated themselves. Returns whether there was any."""
     from ..model.checkpoint import load_checkpoint, save_checkpoint
 
     thresholds = source_meta.get("label_thresholds") or {}
-    if not thresholds:
+    cuts = source_meta.get("label_max_uncertainty") or {}
+    if not thresholds and not cuts:
         return False
     net, vocab, meta = load_checkpoint(checkpoint)
     record = {**(source_meta.get("calibration") or {}), "inherited": True}
-    save_checkpoint(checkpoint, net, vocab, meta={**meta, "label_thresholds": dict(thresholds), "calibration": record})
+    save_checkpoint(checkpoint, net, vocab, meta={**meta, "label_thresholds": dict(thresholds),
+                                                  "label_max_uncertainty": dict(cuts), "calibration": record})
     return True

@@ -134,11 +134,15 @@ class Predictor:
         vocab: the label vocabulary (to name results and for empty prompts).
         label_stats: the training labels' shape statistics per label name (checkpoint
             metadata); without them no largest-piece or volume-floor clean-up is done.
+        label_thresholds: per label name, its calibrated mask threshold (else the model's).
+        label_max_uncertainty: per label name, its calibrated presence cut: a mask whose
+            scalar uncertainty is above it is reported absent (``calibrate``).
     """
 
     def __init__(self, net: TextSegNet, text_encoder: TextEncoder, vocab: Vocabulary,
                  label_stats: dict[str, LabelStats] | None = None,
-                 label_thresholds: dict[str, float] | None = None) -> None:
+                 label_thresholds: dict[str, float] | None = None,
+                 label_max_uncertainty: dict[str, float] | None = None) -> None:
         self.net = net.eval()
         self.cfg = net.cfg
         self.text = text_encoder
@@ -148,6 +152,10 @@ class Predictor:
         for name, t in self.label_thresholds.items():
             if not 0.0 < t < 1.0:
                 raise ValueError(f"threshold of {name!r} must be in (0, 1), got {t!r}")
+        self.label_max_uncertainty = dict(label_max_uncertainty or {})
+        for name, c in self.label_max_uncertainty.items():
+            if not c > 0.0:
+                raise ValueError(f"presence cut of {name!r} must be positive, got {c!r}")
         if text_encoder.dim != self.cfg.text_dim:
             raise ValueError(f"text encoder width {text_encoder.dim} != model text_dim {self.cfg.text_dim}")
 
@@ -184,7 +192,9 @@ class Predictor:
         other modality's scans, so the network's answer there is a guess) is reported absent,
         with the reason in ``extra["absent_reason"]``. A known label's mask is its probability
         at or above the label's calibrated threshold (``label_thresholds``, from ``calibrate``),
-        any other prompt's at ``ModelConfig.threshold``. On a modality of
+        any other prompt's at ``ModelConfig.threshold``; a known label with a calibrated
+        presence cut (``label_max_uncertainty``) is reported absent when the scalar
+        uncertainty is above it. On a modality of
         ``ModelConfig.guided_modalities`` the probabilities reach the input grid by the
         image-guided filter (``lib.inference.guided``), elsewhere by linear interpolation.
         The reported probability map is the one after the side check, the largest piece
@@ -240,6 +250,11 @@ class Predictor:
                 present = False
                 extra["absent_reason"] = (f"'{entry.name}' is known from {entry.modality} scans only and this "
                                           f"image looks like {vol.modality}")
+            cut = self.label_max_uncertainty.get(entry.name) if entry is not None else None
+            if present and cut is not None and scalars[k] > cut:
+                present = False
+                extra["absent_reason"] = (f"the two passes disagree (uncertainty {float(scalars[k]):.3f}, above the "
+                                          f"presence cut {cut:.2f} calibrated for '{entry.name}')")
             if not present:
                 mask[:] = False
             results.append(PromptResult(

@@ -23,7 +23,8 @@ def load_predictor(checkpoint: str | Path) -> tuple[Predictor, dict]:
     net, vocab, meta = load_checkpoint(checkpoint)
     stats = stats_from_json(meta.get("label_stats"))
     return Predictor(net, shared_text_encoder(net.cfg.text_encoder), vocab, label_stats=stats,
-                     label_thresholds=meta.get("label_thresholds")), meta
+                     label_thresholds=meta.get("label_thresholds"),
+                     label_max_uncertainty=meta.get("label_max_uncertainty")), meta
 
 
 def slug(text: str) -> str:

@@ -54,7 +54,8 @@ class DropoutSamplingInfer:
             if self._sampler is None or self._sampler[0] != version:
                 net = copy.deepcopy(predictor.net)
                 mc = Predictor(net, predictor.text, predictor.vocab, label_stats=predictor.label_stats,
-                               label_thresholds=predictor.label_thresholds)
+                               label_thresholds=predictor.label_thresholds,
+                               label_max_uncertainty=predictor.label_max_uncertainty)
                 layers = net.dropout_modules()
                 if not layers:
                     raise ValueError("the served model has no dropout (ModelConfig.dropout = 0): MC dropout is undefined")
