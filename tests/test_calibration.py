@@ -187,6 +187,8 @@ def test_calibrate_writes_thresholds_and_evaluate_flags_the_pool(tiny_checkpoint
     trained = tmp_path / "trained.pt"
     save_checkpoint(trained, net, vocab, meta={"train_cases": ["phantom_0001"]})
     assert main(["calibrate", "--model", str(trained), "--studies", str(phantom_studies)]) == 2
+    assert main(["calibrate", "--model", str(tiny_checkpoint), "--studies", str(phantom_studies),
+                 "--cut-grid", "0.3", "-0.1"]) == 2
 
 
 def test_a_fine_tuned_checkpoint_inherits_the_served_thresholds(tiny_checkpoint, tmp_path):

@@ -171,11 +171,13 @@ def calibrate_checkpoint(model: str | Path, studies: str | Path, out: str | Path
     ``studies`` (a validation pool: never the training or the test scans) and write the
     checkpoint ``model`` with them to ``out`` (weights unchanged; ``out`` may be ``model``).
     Returns the record stored in the metadata under ``calibration``. Raises ValueError when
-    the pool holds no labelled scan or one the model was trained on."""
+    the pool holds no labelled scan or one the model was trained on, or a cut is outside (0, 1]."""
     from ..evaluation import trained_cases
     from ..model.checkpoint import save_checkpoint
     from .service import load_predictor
 
+    if any(not 0.0 < c <= 1.0 for c in cut_grid):
+        raise ValueError(f"presence cuts must be in (0, 1], got {list(cut_grid)}")
     predictor, meta = load_predictor(model)
     base = predictor.cfg.threshold
     if base not in grid:
@@ -215,8 +217,8 @@ def calibrate_checkpoint(model: str | Path, studies: str | Path, out: str | Path
                         cut_score(answers, None), cut_score(answers, cut), len(answers))
     record = {"studies": str(studies), "cases": [p[0] for p in pairs],
               "fingerprints": sorted({volume_fingerprint(load_volume(p[1])) for p in pairs}),
-              "grid": list(grid), "cut_grid": list(cut_grid), "model_threshold": base, "min_cases": min_cases, "min_gain": min_gain,
-              "per_label": per_label}
+              "grid": list(grid), "cut_grid": list(cut_grid), "model_threshold": base, "min_cases": min_cases,
+              "min_gain": min_gain, "per_label": per_label}
     save_checkpoint(out, predictor.net, predictor.vocab,
                     meta={**meta, "label_thresholds": thresholds, "label_max_uncertainty": cuts, "calibration": record})
     logger.info("%d of %d labels given their own threshold, %d a presence cut; wrote %s", len(thresholds),
