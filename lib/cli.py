@@ -71,11 +71,10 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(a: argparse.Namespace) -> int:
-    from .inference.calibration import calibrate_checkpoint
+    from .inference.calibration import CUT_GRID, calibrate_checkpoint
 
     record = calibrate_checkpoint(a.model, a.studies, a.out or a.model, grid=tuple(a.grid), min_cases=a.min_cases,
-                                  min_gain=a.min_gain,
-                                  **({} if a.cut_grid is None else {"cut_grid": tuple(a.cut_grid)}))
+                                  min_gain=a.min_gain, cut_grid=tuple(CUT_GRID if a.cut_grid is None else a.cut_grid))
     print(json.dumps({k: {f: v[f] for f in ("threshold", "max_uncertainty", "cases", "dice_at_model_threshold", "dice",
                                              "false_positives_at_model_threshold", "false_positives")}
                       for k, v in record["per_label"].items()}, indent=2))

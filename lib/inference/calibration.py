@@ -39,40 +39,44 @@ MIN_GAIN = 0.01  # mean Dice a new threshold must add over the model's
 CUT_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(11))  # 0.10 ... 0.60: the scalar uncertainty's range
 
 
+Answer = tuple[bool, bool, float, float | None]  # (present, predicted_present, dice, uncertainty)
+
+
 @dataclass
 class LabelCurve:
     """One label's results over a pool at each threshold of a grid.
 
     Attributes:
-        dice: threshold -> the Dice of each scan that holds the label (0 when reported absent).
-        false_positives: threshold -> how many scans without the label report it present.
-        absent: threshold -> how many scans lack the label.
         answers: threshold -> each scan's ``(present, predicted_present, dice, uncertainty)``
-            (``dice`` 0 and ``uncertainty`` None where the scan lacks the label or the mask is
-            empty), for the presence cut.
+            (``dice`` 0 where the scan lacks the label, ``uncertainty`` None where the mask is
+            empty); ``dice``, ``false_positives`` and ``absent`` are views of it.
     """
 
-    dice: dict[float, list[float]] = field(default_factory=dict)
-    false_positives: dict[float, int] = field(default_factory=dict)
-    absent: dict[float, int] = field(default_factory=dict)
-    answers: dict[float, list[tuple[bool, bool, float, float | None]]] = field(default_factory=dict)
+    answers: dict[float, list[Answer]] = field(default_factory=dict)
 
     def add(self, threshold: float, present: bool, predicted_present: bool, dice: float | None = None,
             uncertainty: float | None = None) -> None:
         """One scan's answer at ``threshold``; ``dice`` is required when ``present``, and
         ``uncertainty`` (the scalar one) is kept for the presence cut."""
-        self.dice.setdefault(threshold, [])
-        self.false_positives.setdefault(threshold, 0)
-        self.absent.setdefault(threshold, 0)
+        if present and dice is None:
+            raise ValueError("a scan that holds the label needs its Dice")
         self.answers.setdefault(threshold, []).append(
             (present, predicted_present, float(dice or 0.0), None if uncertainty is None else float(uncertainty)))
-        if present:
-            if dice is None:
-                raise ValueError("a scan that holds the label needs its Dice")
-            self.dice[threshold].append(float(dice))
-        else:
-            self.absent[threshold] += 1
-            self.false_positives[threshold] += int(predicted_present)
+
+    @property
+    def dice(self) -> dict[float, list[float]]:
+        """threshold -> the Dice of each scan that holds the label (0 when reported absent)."""
+        return {t: [a[2] for a in rows if a[0]] for t, rows in self.answers.items()}
+
+    @property
+    def false_positives(self) -> dict[float, int]:
+        """threshold -> how many scans without the label report it present."""
+        return {t: sum(not a[0] and a[1] for a in rows) for t, rows in self.answers.items()}
+
+    @property
+    def absent(self) -> dict[float, int]:
+        """threshold -> how many scans lack the label."""
+        return {t: sum(not a[0] for a in rows) for t, rows in self.answers.items()}
 
     def mean_dice(self, threshold: float) -> float | None:
         values = self.dice.get(threshold) or []
@@ -90,12 +94,13 @@ def choose_threshold(curve: LabelCurve, base: float, min_cases: int = MIN_CASES,
     base_dice = curve.mean_dice(base)
     if base_dice is None or len(curve.dice[base]) < min_cases:
         return base
-    allowed = [t for t in curve.dice if curve.false_positives[t] <= curve.false_positives[base]]
+    fps = curve.false_positives
+    allowed = [t for t in fps if fps[t] <= fps[base]]
     best = max(sorted(allowed, key=lambda t: abs(t - base)), key=lambda t: curve.mean_dice(t))
     return best if curve.mean_dice(best) >= base_dice + min_gain else base
 
 
-def cut_score(answers: list[tuple[bool, bool, float, float | None]], cut: float | None) -> float:
+def cut_score(answers: list[Answer], cut: float | None) -> float:
     """Mean per-scan score of one label's ``LabelCurve.answers`` at one threshold when masks
     with scalar uncertainty above ``cut`` (None: no cut) are reported absent: a scan holding
     the label scores its Dice (0 once cut), one lacking it 1 if the answer is empty, else 0.
