@@ -172,6 +172,11 @@ class TrainConfig:
             soft-Dice loss (``focus_sampling: adaptive``) is above this value: the labels
             that have collapsed to "never present", and only while they stay so
             (0: every present prompt).
+        w_blob: weight of the per-component Dice term of both passes (``losses.blob_loss``,
+            after the blob loss of Kofler et al. 2022): a prompt whose structure lies in
+            several pieces in the patch (liver lesions, cysts) also scores each piece by
+            itself, so a small lesion beside a large one is not nearly free to miss, as it
+            is under the patch's one Dice term (0: off).
         absent_dice: absent-structure prompts get the Dice term as well as the BCE (with
             it, any voxel a prompt lights up in a patch without its structure costs almost
             the whole Dice loss).
@@ -249,6 +254,7 @@ class TrainConfig:
     w_pass2: float = 1.0
     w_fg: float = 0.0
     fg_above: float = 0.0
+    w_blob: float = 0.0
     absent_dice: bool = True
     absent_smooth: str = "unit"
     coord_jitter_mm: tuple[float, float, float] = (10.0, 10.0, 80.0)
@@ -277,8 +283,9 @@ class TrainConfig:
             raise ValueError(f"patch_size must be 3 multiples of 8 (>= 16), got {self.patch_size!r}")
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
         _positive("lr", self.lr)
-        if self.w_fg < 0:
-            raise ValueError(f"w_fg must be >= 0, got {self.w_fg!r}")
+        for name in ("w_fg", "w_blob"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.fg_above < 1.0:
             raise ValueError(f"fg_above must be in [0, 1), got {self.fg_above!r}")
         if self.fg_above > 0 and self.focus_sampling != "adaptive":

@@ -6,7 +6,7 @@ import pytest
 import torch
 from monai.losses import DiceCELoss, DiceLoss
 
-from lib.training.losses import TextSegLoss, absent_volume_loss, foreground_loss
+from lib.training.losses import TextSegLoss, absent_volume_loss, blob_loss, foreground_loss, target_pieces
 
 
 def _batch():
@@ -98,3 +98,65 @@ def test_foreground_term_only_when_weighted():
     _, parts_one = TextSegLoss()(out, target, {**weights, "fg": 0.5}, only_second)
     assert parts_one["fg"] == pytest.approx(float(foreground_loss(logits[1:2], target[1:2])))
     assert parts_one["fg"] != pytest.approx(parts_fg["fg"])
+
+
+def test_target_pieces_numbers_pieces_and_skips_single_ones():
+    target = torch.zeros(3, 8, 8, 8)
+    target[0, :3, :3, :3] = 1
+    target[0, 6:, 6:, 6:] = 0.7  # a second piece (soft target above 0.5)
+    target[0, 4, 4, 4] = 0.3  # under 0.5: no piece
+    target[1, 2:5, 2:5, 2:5] = 1  # one piece
+    pieces = target_pieces(target)
+    assert pieces[1] is None and pieces[2] is None
+    assert int(pieces[0].max()) == 2 and pieces[0].shape == (8, 8, 8)
+    assert int((pieces[0] == 0).sum()) == 512 - 27 - 8
+    # diagonal neighbours join (26-connectivity)
+    diag = torch.zeros(1, 4, 4, 4)
+    diag[0, 0, 0, 0] = diag[0, 1, 1, 1] = 1
+    assert target_pieces(diag) == [None]
+
+
+def test_blob_loss_weighs_each_piece_alike():
+    target = torch.zeros(1, 16, 16, 16)
+    target[0, :8, :8, :8] = 1  # a large piece: 512 voxels
+    target[0, 12:14, 12:14, 12:14] = 1  # a small one: 8 voxels
+    pieces = target_pieces(target)
+    found_both = torch.where(target > 0, 20.0, -20.0)
+    missed_small = found_both.clone()
+    missed_small[0, 12:14, 12:14, 12:14] = -20.0
+    assert float(blob_loss(found_both, pieces)) == pytest.approx(0.0, abs=1e-6)
+    # missing the small piece costs about half the blob term (the other piece is perfect)...
+    assert float(blob_loss(missed_small, pieces)) == pytest.approx(0.5 * (1 - 1 / 9), rel=1e-4)
+    # ...where the patch's one Dice term barely notices it
+    dice = DiceLoss(sigmoid=True, smooth_nr=1.0, smooth_dr=1.0)
+    assert float(dice(missed_small.unsqueeze(1), target.unsqueeze(1))) < 0.01
+    # the other piece's voxels do not count against a piece; background voxels do
+    stray = found_both.clone()
+    stray[0, 15, 0, 0] = 20.0
+    assert float(blob_loss(stray, pieces)) == pytest.approx((1 / 1026 + 1 / 18) / 2, rel=1e-3)
+    # no prompt with two pieces: zero, with a graph
+    single = target_pieces(target[:, :10])
+    logits = torch.zeros(1, 10, 16, 16, requires_grad=True)
+    zero = blob_loss(logits, single)
+    zero.backward()
+    assert float(zero) == 0.0 and logits.grad is not None
+
+
+def test_blob_term_only_when_weighted():
+    target = torch.zeros(2, 16, 16, 16)
+    target[0, :4, :4, :4] = 1
+    target[0, 10:12, 10:12, 10:12] = 1
+    logits = torch.randn(2, 16, 16, 16)
+    out = {"logit1": logits, "logit2": logits + 1.0, "logits2": logits[:, ::2, ::2, ::2],
+           "cosine2": torch.tanh(logits[:, ::2, ::2, ::2])}
+    weights = {"align": 0.2, "heatmap": 0.5, "pass1": 1.0, "pass2": 0.0}
+    total, parts = TextSegLoss()(out, target, weights)
+    assert "blob" not in parts
+    total_b, parts_b = TextSegLoss()(out, target, {**weights, "blob": 2.0})
+    pieces = target_pieces(target)
+    assert parts_b["blob"] == pytest.approx(float(blob_loss(logits, pieces)), rel=1e-5)
+    assert float(total_b - total) == pytest.approx(2.0 * parts_b["blob"], rel=1e-5)
+    # with the refiner's loss on, both passes are scored
+    _, parts_2 = TextSegLoss()(out, target, {**weights, "pass2": 1.0, "blob": 2.0})
+    both = (float(blob_loss(logits, pieces)) + float(blob_loss(logits + 1.0, pieces))) / 2
+    assert parts_2["blob"] == pytest.approx(both, rel=1e-5)

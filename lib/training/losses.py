@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
+from scipy import ndimage
 
 
 class TextSegLoss(torch.nn.Module):
@@ -15,7 +17,7 @@ class TextSegLoss(torch.nn.Module):
             ``logits2``, ``cosine2`` (N, X/2, Y/2, Z/2)).
         target: (N, X, Y, Z) float in [0, 1] ({0, 1}, or each voxel's share of the
             structure with soft targets); all zero for an absent-structure prompt.
-        weights: {"align", "heatmap", "pass1", "pass2", "fg"} from ``loss_weights_at``.
+        weights: {"align", "heatmap", "pass1", "pass2", "fg", "blob"} from ``loss_weights_at``.
 
     Returns:
         (total, parts) with parts a dict of detached floats. ``prompt_dice`` then holds the
@@ -59,6 +61,10 @@ class TextSegLoss(torch.nn.Module):
         if weights.get("fg", 0.0) > 0:
             keep = fg_prompts if fg_prompts is not None else torch.ones(target.shape[0], dtype=torch.bool, device=target.device)
             parts["fg"] = foreground_loss(out["logit1"][keep], target[keep])
+        if weights.get("blob", 0.0) > 0:
+            pieces = target_pieces(target)
+            passes = [out["logit1"]] + ([out["logit2"]] if "pass2" in parts else [])
+            parts["blob"] = sum(blob_loss(lg, pieces) for lg in passes) / len(passes)
         soft = F.avg_pool3d(t, 2).squeeze(1)  # (N, X/2, Y/2, Z/2) foreground fraction
         parts["align"] = alignment_loss(out["cosine2"], soft)
         parts["heatmap"] = heatmap_loss(out["logits2"], soft)
@@ -81,6 +87,50 @@ def absent_volume_loss(logits: torch.Tensor, smooth: torch.Tensor) -> torch.Tens
     p = torch.sigmoid(logits.float()).flatten(1).sum(1)
     smooth = smooth.to(p)
     return p / (p + smooth)
+
+
+def target_pieces(target: torch.Tensor) -> list[torch.Tensor | None]:
+    """The connected pieces (26-connected, voxels with target >= 0.5) of each prompt's
+    target: (N, X, Y, Z) -> N entries, each a (X, Y, Z) long map numbering its pieces
+    1..K, or None where the target has fewer than two pieces (the blob term then equals
+    the patch's own Dice term and is skipped)."""
+    structure = np.ones((3, 3, 3), dtype=bool)
+    out: list[torch.Tensor | None] = []
+    for fg in (target.detach() >= 0.5).cpu().numpy():
+        pieces, count = ndimage.label(fg, structure=structure)
+        out.append(torch.as_tensor(pieces, dtype=torch.long, device=target.device) if count >= 2 else None)
+    return out
+
+
+def blob_loss(logits: torch.Tensor, pieces: list[torch.Tensor | None], smooth: float = 1.0) -> torch.Tensor:
+    """Mean over pieces of each piece's own soft-Dice loss, after the "blob loss" of
+    Kofler et al. (2022, instance-imbalance-aware losses): for piece ``c`` the prediction
+    with the other pieces' voxels removed is scored against piece ``c`` alone, so every
+    piece weighs the same whatever its size, and a false positive anywhere off the
+    structure costs each piece. Averaged over the prompts with two or more pieces.
+
+    Args:
+        logits: (N, X, Y, Z) logits of one pass.
+        pieces: from ``target_pieces`` (N entries).
+        smooth: the Dice term's smoothing (numerator and denominator), as the patch's.
+
+    Returns:
+        Scalar; 0 (with a graph) when no prompt has two pieces.
+    """
+    terms = []
+    for lg, lab in zip(logits, pieces):
+        if lab is None:
+            continue
+        flat, p = lab.flatten(), torch.sigmoid(lg.float()).flatten()  # (V,) each
+        k = int(flat.max()) + 1
+        inside = torch.zeros(k, dtype=p.dtype, device=p.device).scatter_add(0, flat, p)[1:]  # (K,) sum over piece c
+        size = torch.bincount(flat, minlength=k)[1:].to(p.dtype)  # (K,)
+        # the prediction without the other pieces' voxels: all of it, less theirs
+        kept = p.sum() - (inside.sum() - inside)  # (K,)
+        terms.append((1 - (2 * inside + smooth) / (kept + size + smooth)).mean())
+    if not terms:
+        return logits.sum() * 0.0
+    return torch.stack(terms).mean()
 
 
 def alignment_loss(cosine: torch.Tensor, soft_target: torch.Tensor, margin: float = 0.0) -> torch.Tensor:

@@ -37,6 +37,7 @@ def loss_weights_at(step: int, cfg: TrainConfig) -> dict[str, float]:
         "pass1": cfg.w_pass1,
         "pass2": cfg.w_pass2 if refine else 0.0,
         "fg": cfg.w_fg,
+        "blob": cfg.w_blob,
     }
 
 
