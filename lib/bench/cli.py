@@ -39,7 +39,8 @@ def _cmd_bench_accuracy(a: argparse.Namespace) -> int:
 
     cfg = Config.load(a.config)
     report = run_bench_accuracy(Path(a.out), Path(a.work), a.train, a.test, a.minutes, cfg,
-                                baseline_minutes=a.baseline_minutes, textseg_model=a.textseg_model)
+                                baseline_minutes=a.baseline_minutes, textseg_model=a.textseg_model,
+                                n_hard=a.hard, n_calibration=a.calibrate)
     report["command"] = a.command_line
     Path(a.out).write_text(json.dumps(report, indent=2))
     print(json.dumps({k: {m: report[k][m] for m in ("mean_dice", "mean_nsd", "lesion_dice", "absent_fp_rate")}
@@ -101,11 +102,18 @@ def add_bench_verbs(sub) -> None:
     s = sub.add_parser("bench-accuracy", help="textseg vs closed-set SegResNet on held-out phantoms (JSON)")
     s.add_argument("--out", required=True, help="JSON to write (a .md table goes beside it)")
     s.add_argument("--work", default="bench/accuracy_data", help="folder for the phantom pools and checkpoints")
-    s.add_argument("--train", type=int, default=40, help="training phantoms (default 40)")
+    s.add_argument("--train", type=int, default=160, help="training phantoms (default 160)")
+    s.add_argument("--hard", type=int, default=80,
+                   help="how many of them (the first) are drawn with 80%% hard cases instead of 40%% (default 80; "
+                   "0 with --train 40: the pool of earlier reports)")
     s.add_argument("--test", type=int, default=20, help="held-out test phantoms (default 20)")
-    s.add_argument("--minutes", type=float, default=20.0, help="training budget of each model (default 20)")
-    s.add_argument("--baseline-minutes", type=float, help="SegResNet budget if different")
-    s.add_argument("--config", default="configs/default.yaml", help="textseg config")
+    s.add_argument("--minutes", type=float, default=38.0,
+                   help="textseg training budget (default 38: with calibration about 43 of the 45 allowed)")
+    s.add_argument("--calibrate", type=int, default=20,
+                   help="phantoms of a pool of their own to calibrate textseg on (default 20; 0: none)")
+    s.add_argument("--baseline-minutes", type=float,
+                   help="SegResNet budget (default: textseg's training plus calibration time)")
+    s.add_argument("--config", default="configs/absent_size.yaml", help="textseg config")
     s.add_argument("--textseg-model", help="evaluate this checkpoint (trained on the same pool) instead of training")
     s.set_defaults(func=_cmd_bench_accuracy)
     s = sub.add_parser("bench-grid", help="ceiling of the working grid: ground truth through it and back (JSON)")

@@ -20,6 +20,7 @@ least ``min_gain`` to that score over no cut (``label_max_uncertainty`` in the m
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,6 +184,7 @@ def calibrate_checkpoint(model: str | Path, studies: str | Path, out: str | Path
 
     if any(not 0.0 < c <= 1.0 for c in cut_grid):
         raise ValueError(f"presence cuts must be in (0, 1], got {list(cut_grid)}")
+    started = time.perf_counter()
     predictor, meta = load_predictor(model)
     base = predictor.cfg.threshold
     if base not in grid:
@@ -223,7 +225,7 @@ def calibrate_checkpoint(model: str | Path, studies: str | Path, out: str | Path
     record = {"studies": str(studies), "cases": [p[0] for p in pairs],
               "fingerprints": sorted({volume_fingerprint(load_volume(p[1])) for p in pairs}),
               "grid": list(grid), "cut_grid": list(cut_grid), "model_threshold": base, "min_cases": min_cases,
-              "min_gain": min_gain, "per_label": per_label}
+              "min_gain": min_gain, "per_label": per_label, "seconds": round(time.perf_counter() - started, 1)}
     save_checkpoint(out, predictor.net, predictor.vocab,
                     meta={**meta, "label_thresholds": thresholds, "label_max_uncertainty": cuts, "calibration": record})
     logger.info("%d of %d labels given their own threshold, %d a presence cut; wrote %s", len(thresholds),
