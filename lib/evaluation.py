@@ -93,7 +93,8 @@ def _mean(values) -> float | None:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Aggregate evaluation rows: per-prompt means, organ/lesion means, absent FP rate,
+    """Aggregate evaluation rows: per-prompt means, organ/lesion means, absent FP rate (and
+    which absent prompts got a mask, with their scalar uncertainty where the rows have one),
     paraphrase-versus-canonical Dice."""
     canon = [r for r in rows if r["kind"] == "canonical" and r["present"]]
     per_prompt = {}
@@ -114,6 +115,8 @@ def summarize(rows: list[dict]) -> dict:
         "lesion_nsd": _mean(v["nsd"] for v in lesions.values()),
         "absent_prompts": len(absent),
         "absent_fp_rate": (sum(r["predicted_present"] for r in absent) / len(absent)) if absent else None,
+        "absent_firings": [{"case": r["case"], "prompt": r["prompt"], "uncertainty": r.get("uncertainty")}
+                           for r in absent if r["predicted_present"]],
         "paraphrase_dice": _mean(r["dice"] for r in para),
         "canonical_dice_same_cases": _mean(canon_by_case[(r["case"], r["label"])] for r in para),
         "paraphrase_gap": _mean(gaps),
