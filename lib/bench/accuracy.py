@@ -74,6 +74,19 @@ def check_pool_model(meta: dict, ckpt: Path, pool_pairs: list, test_pairs: list)
             raise ValueError(f"{ckpt} was not trained on this pool only (other cases: {sorted(foreign)[:5]})")
 
 
+def calibration_summary(record: dict | None) -> dict | None:
+    """What the report keeps of a ``calibrate`` record: its pool, time, and the labels it gave
+    their own threshold or a presence cut."""
+    if record is None:
+        return None
+    per_label = record.get("per_label", {})
+    return {"studies": record.get("studies"), "seconds": record.get("seconds"),
+            "model_threshold": record.get("model_threshold"), "phantoms": len(record.get("cases", [])),
+            "thresholds": {k: v["threshold"] for k, v in per_label.items()
+                           if v["threshold"] != record.get("model_threshold")},
+            "presence_cuts": {k: v["max_uncertainty"] for k, v in per_label.items() if v["max_uncertainty"] is not None}}
+
+
 def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes: float, cfg: Config,
                        baseline_minutes: float | None = None, threads: int = 2,
                        textseg_model: Path | None = None, n_hard: int = 0, n_calibration: int = 0) -> dict:
@@ -93,7 +106,7 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
     train_dir = training_pool(work, n_train, n_hard)
     ensure_phantoms(test_dir, n_test, TEST_SEED)
     test_pairs = labelled_pairs(test_dir)[:n_test]
-    pool_pairs = [p for p in labelled_pairs(train_dir) if int(p[0].split("_")[-1]) < n_train]
+    pool_pairs = labelled_pairs(train_dir)[:n_train]
     vocab = Vocabulary.load(train_dir)
 
     calibration = None
@@ -149,13 +162,7 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
         "train_folder": str(train_dir), "test_phantoms": n_test, "train_seed": TRAIN_SEED, "test_seed": TEST_SEED,
         "textseg_train_minutes": minutes,
         "textseg_calibration_minutes": round(cal_seconds / 60, 1),
-        "calibration": None if calibration is None else {
-            k: calibration.get(k) for k in ("studies", "seconds", "model_threshold")} | {
-            "phantoms": len(calibration.get("cases", [])),
-            "thresholds": {k: v["threshold"] for k, v in calibration.get("per_label", {}).items()
-                           if v["threshold"] != calibration.get("model_threshold")},
-            "presence_cuts": {k: v["max_uncertainty"] for k, v in calibration.get("per_label", {}).items()
-                              if v["max_uncertainty"] is not None}},
+        "calibration": calibration_summary(calibration),
         "budget_minutes_each": textseg_minutes,
         "segresnet_minutes": seg_minutes,
         "within_budget": textseg_minutes <= ISSUE_BUDGET_MINUTES,
