@@ -76,6 +76,14 @@ class ModelConfig:
         guided_radius: window radius of the guided filter, in working-grid voxels.
         guided_eps: its regularisation, in squared normalised intensity units (the CT
             window spans 2 units): a window whose image varies less stays interpolated.
+        second_window_hu: (lo, hi) in HU, or None (default, and every checkpoint written
+            before the option existed). When set, the image encoder adds a second intensity
+            channel it derives itself from the first: the CT-normalised intensity re-windowed
+            to [lo, hi] HU and mapped onto [-1, 1], saturating outside (``ImageEncoder``), a
+            fixed contrast gain for faint structures (a liver lesion 20 HU below the liver
+            spans 0.06 of the CT window's 2 units, 0.2 of a 0-200 HU window's). Must lie
+            inside the CT window (``lib.data.preprocess.CT_WINDOW``). An MR image's
+            robust-normalised intensity goes through the same fixed map.
         encode_window: (X, Y, Z) working-grid window in which a volume is encoded at
             inference (sliding, half overlap, Gaussian-blended), so the encoder's
             normalisation sees the same context size as the training patches. Set by
@@ -107,8 +115,14 @@ class ModelConfig:
     guided_radius: int = 1
     guided_eps: float = 3e-4
     encode_window: tuple[int, int, int] = (80, 80, 64)
+    second_window_hu: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.second_window_hu is not None:
+            lo, hi = (float(v) for v in self.second_window_hu)
+            if not lo < hi:
+                raise ValueError(f"second_window_hu must be (lo, hi) with lo < hi, got {self.second_window_hu!r}")
+            object.__setattr__(self, "second_window_hu", (lo, hi))
         if len(self.encode_window) != 3 or min(self.encode_window) < 16 or any(w % 8 for w in self.encode_window):
             raise ValueError(f"encode_window must be 3 multiples of 8 (>= 16), got {self.encode_window!r}")
         object.__setattr__(self, "encode_window", tuple(int(w) for w in self.encode_window))

@@ -309,3 +309,39 @@ def test_checkpoints_from_before_the_refiner_option_load_with_the_local_refiner(
     x, t = torch.randn(1, 4, 16, 16, 16), torch.randn(2, 12)
     with torch.no_grad():
         torch.testing.assert_close(back(x, t)["logit2"], ctx(x, t)["logit2"])
+
+
+def test_the_second_window_channel_rewindows_the_ct_intensity_exactly():
+    from lib.data.preprocess import normalize_intensity
+    from lib.model.image_encoder import ImageEncoder
+
+    enc = ImageEncoder(SIZES["tiny"]["channels"], second_window_hu=(-30.0, 170.0))
+    hu = torch.tensor([-500.0, -30.0, 20.0, 70.0, 120.0, 170.0, 900.0])
+    x = torch.zeros(1, 4, hu.numel(), 1, 1)
+    x[0, 0, :, 0, 0] = normalize_intensity(hu, "CT")
+    expected = torch.tensor([-1.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0])
+    assert torch.allclose(enc.window_channel(x).flatten(), expected, atol=1e-5)
+    assert enc.stem.inplane.in_channels == 5
+    assert ImageEncoder(SIZES["tiny"]["channels"]).stem.inplane.in_channels == 4
+
+
+def test_a_network_with_the_second_window_takes_four_channels_and_round_trips(tmp_path):
+    from lib.data.vocab import Vocabulary
+    from lib.model.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    net = build_network(sized_config("tiny", text_dim=12, second_window_hu=[-30, 170])).eval()
+    assert net.cfg.second_window_hu == (-30.0, 170.0)
+    x, text = torch.randn(1, 4, 16, 16, 16), torch.randn(2, 12)
+    path = tmp_path / "w.pt"
+    save_checkpoint(path, net, Vocabulary.from_json({"labels": {"liver": {"index": 1}}}))
+    loaded = load_checkpoint(path)[0]
+    assert loaded.cfg.second_window_hu == (-30.0, 170.0)
+    with torch.no_grad():
+        assert torch.equal(loaded(x, text)["logit2"], net(x, text)["logit2"])
+
+
+@pytest.mark.parametrize("window", [(100, 100), (200, 0), (-400, 100), (0, 500)])
+def test_a_second_window_that_is_empty_or_outside_the_ct_window_is_refused(window):
+    with pytest.raises(ValueError, match="window"):
+        build_network(sized_config("tiny", text_dim=12, second_window_hu=window))

@@ -44,7 +44,7 @@ class TextSegNet(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder = ImageEncoder(cfg.channels)
+        self.encoder = ImageEncoder(cfg.channels, second_window_hu=cfg.second_window_hu)
         self.decoder = SharedDecoder(cfg.channels, cfg.embed_dim)
         self.adapter = PromptAdapter(cfg.channels[3], cfg.embed_dim, cfg.embed_dim if cfg.adapter == "offset" else 1)
         self.head = SimilarityHead(cfg.text_dim, cfg.embed_dim, cfg.temperature)
