@@ -119,9 +119,12 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.second_window_hu is not None:
+            from .data.preprocess import CT_WINDOW  # only with the option: preprocess loads MONAI
+
             lo, hi = (float(v) for v in self.second_window_hu)
-            if not lo < hi:
-                raise ValueError(f"second_window_hu must be (lo, hi) with lo < hi, got {self.second_window_hu!r}")
+            if not CT_WINDOW[0] <= lo < hi <= CT_WINDOW[1]:
+                raise ValueError(f"second_window_hu must be (lo, hi) with lo < hi inside the CT window {CT_WINDOW}, "
+                                 f"got {self.second_window_hu!r}")
             object.__setattr__(self, "second_window_hu", (lo, hi))
         if len(self.encode_window) != 3 or min(self.encode_window) < 16 or any(w % 8 for w in self.encode_window):
             raise ValueError(f"encode_window must be 3 multiples of 8 (>= 16), got {self.encode_window!r}")

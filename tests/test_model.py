@@ -345,3 +345,11 @@ def test_a_network_with_the_second_window_takes_four_channels_and_round_trips(tm
 def test_a_second_window_that_is_empty_or_outside_the_ct_window_is_refused(window):
     with pytest.raises(ValueError, match="window"):
         build_network(sized_config("tiny", text_dim=12, second_window_hu=window))
+
+
+def test_a_config_file_with_a_second_window_outside_the_ct_window_is_refused_when_parsed():
+    from lib.config import Config
+
+    assert Config.from_dict({"model": {"second_window_hu": [-30, 170]}}).model.second_window_hu == (-30.0, 170.0)
+    with pytest.raises(ValueError, match="second_window_hu"):
+        Config.from_dict({"model": {"second_window_hu": [-30, 900]}})
