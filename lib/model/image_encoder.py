@@ -13,12 +13,10 @@ IN_CHANNELS = 4  # intensity + 3 physical-coordinate channels (RAS, in 100 mm)
 
 def normalised_window(lo_hu: float, hi_hu: float) -> tuple[float, float]:
     """(centre, half-width) of the HU window [lo_hu, hi_hu] in the units of CT-normalised
-    intensities (``normalize_intensity``: CT_WINDOW onto [-1, 1]). Raises ValueError for a
-    window outside CT_WINDOW (the first channel saturates there: nothing to re-window)."""
+    intensities (``normalize_intensity``: CT_WINDOW onto [-1, 1]). The window is checked
+    once, where the config is parsed (``ModelConfig.second_window_hu``: inside CT_WINDOW,
+    lo < hi)."""
     lo, hi = CT_WINDOW
-    if not lo <= lo_hu < hi_hu <= hi:
-        raise ValueError(f"the second window must lie inside the CT window {CT_WINDOW} with lo < hi, "
-                         f"got {(lo_hu, hi_hu)}")
     scale = 2.0 / (hi - lo)
     return ((lo_hu + hi_hu) / 2.0 - lo) * scale - 1.0, (hi_hu - lo_hu) / 2.0 * scale
 
