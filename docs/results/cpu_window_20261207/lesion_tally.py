@@ -1,4 +1,4 @@
-"""Tally lesions found by size and by contrast (scripts/lesion_sizes.py JSONs) for sz2_40_cal and win2_40_cal.
+"""Tally lesions found by size and by contrast (scripts/lesion_sizes.py JSONs) for sz2_40_cal, win2_40_cal and win3_40_cal (the latter added in the eighteenth session).
 
 Usage (repository root): python docs/results/cpu_window_20261207/lesion_tally.py
 """
@@ -6,7 +6,8 @@ import json, sys
 def load(m, d):
     return json.load(open(f"{d}/lesions_{m}_val.json")) + json.load(open(f"{d}/lesions_{m}_dev.json"))
 models = {"sz2_40_cal": load("sz2_40_cal", "docs/results/cpu_blob_20261207"),
-          "win2_40_cal": load("win2_40_cal", "docs/results/cpu_window_20261207")}
+          "win2_40_cal": load("win2_40_cal", "docs/results/cpu_window_20261207"),
+          "win3_40_cal": load("win3_40_cal", "docs/results/cpu_window3_20261207")}
 bins = [("liver lesion under 12.5 mm", lambda r: r["label"] == "liver lesion" and r["diameter_mm"] < 12.5),
         ("liver lesion 12.5-20 mm", lambda r: r["label"] == "liver lesion" and 12.5 <= r["diameter_mm"] < 20),
         ("liver lesion 20-50 mm", lambda r: r["label"] == "liver lesion" and r["diameter_mm"] >= 20),
