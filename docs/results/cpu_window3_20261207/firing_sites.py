@@ -7,11 +7,10 @@ the lesion mask of 20 voxels or more its share on the model's own gallbladder an
 and on the true lesion and gallbladder labels.
 
 Usage (repository root):
-    PYTHONPATH=. python docs/results/cpu_window3_20261207/firing_sites.py MODEL WORK_DIR OUT.json \\
+    PYTHONPATH=. python docs/results/cpu_window3_20261207/firing_sites.py MODEL OUT.json \\
         bench/val_data:VAL_REPORT.json bench/dev_data:DEV_REPORT.json
 """
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,12 +19,11 @@ import numpy as np
 from scipy import ndimage
 
 from lib.data.phantoms import GALLBLADDER, LIVER_LESION
+from lib.data.preprocess import load_volume
+from lib.inference.predictor import Predictor
+from lib.inference.service import load_predictor
 
 PROMPT = "liver lesion"
-
-
-def mask(folder: Path, name: str) -> np.ndarray:
-    return np.asarray(nib.load(folder / f"{name}_mask.nii.gz").dataobj) > 0
 
 
 def cases_of(report: str) -> list[str]:
@@ -34,13 +32,9 @@ def cases_of(report: str) -> list[str]:
     return sorted({r["case"] for r in rows if r["present"] or r["predicted_present"]})
 
 
-def pieces_of(model: str, pool: Path, pid: str, work: Path) -> dict:
-    o = work / f"{pool.name}_{pid}"
-    if not (o / "gallbladder_mask.nii.gz").exists():
-        subprocess.run([sys.executable, "-m", "lib.cli", "predict", "--model", model, "--image", str(pool / f"{pid}.nii.gz"),
-                        "--prompt", PROMPT, "--prompt", "liver", "--prompt", "gallbladder", "--out", str(o)],
-                       check=True, capture_output=True)
-    les, liv, gb = mask(o, "liver_lesion"), mask(o, "liver"), mask(o, "gallbladder")
+def pieces_of(predictor: Predictor, pool: Path, pid: str) -> dict:
+    _, results = predictor.segment(load_volume(str(pool / f"{pid}.nii.gz")), [PROMPT, "liver", "gallbladder"])
+    les, liv, gb = (r.mask for r in results)  # boolean, on the input grid
     gt = np.asarray(nib.load(pool / "labels/final" / f"{pid}.nii.gz").dataobj)
     labelled, n = ndimage.label(les, structure=np.ones((3, 3, 3), bool))
     rows = []
@@ -55,12 +49,12 @@ def pieces_of(model: str, pool: Path, pid: str, work: Path) -> dict:
 
 
 def main() -> None:
-    model, work, out_path = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    out = []
-    for arg in sys.argv[4:]:
+    predictor, _ = load_predictor(sys.argv[1])  # loaded once for every scan
+    out_path, out = sys.argv[2], []
+    for arg in sys.argv[3:]:
         pool, report = arg.split(":")
         for pid in cases_of(report):
-            out.append(pieces_of(model, Path(pool), pid, work))
+            out.append(pieces_of(predictor, Path(pool), pid))
             print(out[-1])
     json.dump(out, open(out_path, "w"), indent=1)
 
