@@ -39,6 +39,10 @@ class AppSettings:
         background_nice: the tasks MONAI Label runs in their own processes (scoring,
             training, batch inference) lower their CPU priority by this much so that prompts stay fast while
             they run (``lib.background``; 0: off).
+        exclusive_share: the served model's exclusivity clean-up (``ModelConfig.exclusive_share``:
+            a lesion or cyst mask piece of which this share lies in a neighbouring organ's mask
+            is dropped; 0: off, the default). Needs a checkpoint with label neighbours (written
+            by ``train``; ``label-stats`` adds them to older ones).
     """
 
     default_model: str = str(DEFAULT_CHECKPOINT)
@@ -53,6 +57,7 @@ class AppSettings:
     al_density: float = 1.0
     al_random: float = 0.0
     background_nice: int = 10
+    exclusive_share: float = 0.0
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, str] | None) -> "AppSettings":
@@ -76,6 +81,8 @@ class AppSettings:
             raise ValueError(f"--conf al_density must be >= 0 and al_random in [0, 1]: {s}")
         if not 0 <= s.background_nice <= 19:
             raise ValueError(f"--conf background_nice must be in [0, 19], got {s.background_nice}")
+        if not 0 <= s.exclusive_share <= 1:
+            raise ValueError(f"--conf exclusive_share must be in [0, 1], got {s.exclusive_share}")
         if not 0 <= s.val_percent < 100:
             raise ValueError(f"--conf val_percent must be in [0, 100), got {s.val_percent}")
         return s

@@ -32,7 +32,7 @@ TRAINER = "textseg"
 def model_store(app) -> ModelStore:
     if not hasattr(app, "_textseg_store"):
         app._textseg_store = ModelStore(os.path.join(app.model_dir, PUBLISHED_NAME), app.settings.default_model,
-                                        cache_mb=app.settings.cache_mb)
+                                        cache_mb=app.settings.cache_mb, exclusive_share=app.settings.exclusive_share)
     return app._textseg_store
 
 

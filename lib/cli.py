@@ -65,7 +65,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluation import evaluate_studies
 
     report = evaluate_studies(a.model, a.studies, Path(a.out), ids=a.ids, overlays=not a.no_overlays,
-                              cleanup=not a.no_cleanup, guided=not a.no_guided)
+                              cleanup=not a.no_cleanup, guided=not a.no_guided, exclusive=a.exclusive)
     print(json.dumps(report["summary"], indent=2))
     return 0
 
@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score the raw two-pass masks (no side check, largest piece or volume floor)")
     s.add_argument("--no-guided", action="store_true",
                    help="bring probabilities to the input grid by linear interpolation only (no guided filter)")
+    s.add_argument("--exclusive", type=float, metavar="SHARE",
+                   help="exclusivity clean-up: drop a lesion or cyst mask piece of which this share lies in a "
+                   "neighbouring organ's mask (0: off; default: the checkpoint's own, off unless set)")
     s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser("calibrate", help="choose each label's mask threshold and uncertainty presence cut "

@@ -44,6 +44,10 @@ class ModelConfig:
             one piece in (nearly) every training case that has it (organs, not lesions).
         min_volume_fraction: a mask smaller than this share of its label's 5th-percentile
             training volume is reported absent (0: off).
+        exclusive_share: the exclusivity clean-up (0: off, the default). A piece of the mask
+            of an enclosed label (a lesion or cyst, ``lib.data.label_neighbours``) of which at
+            least this share lies in the masks of its competitors (the organs that touch its
+            host, e.g. the gallbladder for a liver lesion) is dropped.
         modality: "auto" (CT when the image looks like Hounsfield units), "CT" or "MR".
         dropout: dropout on the image encoding's voxel embeddings and context during
             training; kept on at scoring time by MC-dropout (epistemic) scoring. 0: none.
@@ -105,6 +109,7 @@ class ModelConfig:
     side_check: bool = True
     largest_piece: bool = True
     min_volume_fraction: float = 0.25
+    exclusive_share: float = 0.0
     modality: str = "auto"
     dropout: float = 0.0
     adapter: str = "logit"
@@ -146,6 +151,8 @@ class ModelConfig:
             raise ValueError(f"min_volume_mm3 must be >= 0, got {self.min_volume_mm3!r}")
         if not 0.0 <= self.min_volume_fraction <= 1.0:
             raise ValueError(f"min_volume_fraction must be in [0, 1], got {self.min_volume_fraction!r}")
+        if not 0.0 <= self.exclusive_share <= 1.0:
+            raise ValueError(f"exclusive_share must be in [0, 1], got {self.exclusive_share!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.modality not in MODALITY_CHOICES:

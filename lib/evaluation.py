@@ -160,22 +160,27 @@ def calibration_cases(meta: dict, pairs: list[tuple[str, str, str]]) -> list[str
 
 
 def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: list[str] | None = None,
-                     overlays: bool = True, cleanup: bool = True, guided: bool = True) -> dict:
+                     overlays: bool = True, cleanup: bool = True, guided: bool = True,
+                     exclusive: float | None = None) -> dict:
     """The ``evaluate`` CLI verb: writes ``out`` (JSON), ``out.md`` and overlay PNGs.
     ``cleanup=False`` scores the raw two-pass masks (no side check, largest piece or
     volume floor), to measure what the clean-up adds; ``guided=False`` interpolates the
-    probabilities onto the input grid without the guided filter, to measure what it adds."""
+    probabilities onto the input grid without the guided filter, to measure what it adds;
+    ``exclusive`` sets ``ModelConfig.exclusive_share`` (the exclusivity clean-up; 0: off),
+    else the checkpoint's own is kept."""
     from dataclasses import replace
 
     from .data.overlay import render_prediction_overlay
     from .inference.postprocess import CLEANUP_OFF
-    from .inference.service import load_predictor
+    from .inference.service import load_predictor, set_exclusive
 
     predictor, meta = load_predictor(model)
     if not cleanup:
         predictor.cfg = replace(predictor.cfg, **CLEANUP_OFF)
     if not guided:
         predictor.cfg = replace(predictor.cfg, guided_modalities=())
+    if exclusive is not None:
+        set_exclusive(predictor, exclusive, model)
     pairs = [p for p in labelled_pairs(studies) if not ids or p[0] in ids]
     if not pairs:
         raise ValueError(f"no labelled images to evaluate in {studies}")
@@ -189,6 +194,7 @@ def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: lis
     vocab = Vocabulary.merge([predictor.vocab, Vocabulary.load(studies)]) if (Path(studies) / "labels.json").exists() else predictor.vocab
     result = evaluate_pairs(predictor, pairs, vocab, keep_masks=3 if overlays else 0)
     report = {"model": str(model), "studies": str(studies), "cleanup": cleanup,
+              "exclusive_share": predictor.cfg.exclusive_share,
               "guided_modalities": list(predictor.cfg.guided_modalities), "trained_on_evaluated_cases": overlap,
               "calibrated_on_evaluated_cases": calibrated_on, "label_thresholds": predictor.label_thresholds,
               "label_max_uncertainty": predictor.label_max_uncertainty,

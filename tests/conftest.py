@@ -39,6 +39,41 @@ def tiny_checkpoint(tmp_path_factory, phantom_studies) -> Path:
     return path
 
 
+@pytest.fixture
+def crafted_predictor(tiny_checkpoint, phantom_studies):
+    """A factory ``make(draw, single_component={})`` -> (predictor, encoded, calls, maps): a
+    predictor whose two passes are replaced by crafted maps, ``maps = draw(shape)`` (prompt ->
+    (X, Y, Z) probability on the working grid of a real phantom), every prompt's calls logged
+    in ``calls``. Every drawn label gets training statistics, one piece unless
+    ``single_component`` says otherwise. The maps have nothing to do with the image, so the
+    guided filter (which would reshape them after its intensities; tests/test_guided.py) is
+    off: the tests using it are about the clean-up's own rules."""
+    from dataclasses import replace
+
+    from lib.data.label_stats import LabelStats
+    from lib.data.preprocess import load_volume
+    from lib.inference.service import load_predictor
+
+    def make(draw, single_component: dict | None = None):
+        predictor, _ = load_predictor(tiny_checkpoint)
+        predictor.cfg = replace(predictor.cfg, guided_modalities=())
+        encoded = predictor.encode(load_volume(str(phantom_studies / "phantom_0000.nii.gz")))
+        maps = draw(encoded.shape)
+        calls = []
+
+        def probabilities(enc, prompts):
+            calls.append(list(prompts))
+            p = torch.stack([maps[p] for p in prompts])
+            return p, p
+
+        predictor.probabilities = probabilities
+        predictor.label_stats = {n: LabelStats(cases=5, single_component=(single_component or {}).get(n, 1.0),
+                                               volume_p05_mm3=1.0) for n in maps}
+        return predictor, encoded, calls, maps
+
+    return make
+
+
 def copy_studies(src: Path, dst: Path, keep_labels: int) -> Path:
     """Copy a studies folder keeping final labels for the first ``keep_labels`` images only."""
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("datastore_v2.json", ".lock"))

@@ -155,35 +155,17 @@ def test_cut_by_field_of_view_tells_a_cut_structure_from_a_blob_grazing_the_edge
 
 
 @pytest.fixture
-def crafted(tiny_checkpoint, phantom_studies):
-    """A predictor whose two passes are replaced by crafted probability maps. The maps
-    have nothing to do with the image, so the guided filter (which would reshape them
-    after its intensities; tests/test_guided.py) is off: these tests are about the
-    clean-up's own rules."""
-    from dataclasses import replace
+def crafted(crafted_predictor):
+    """A liver with a stray piece, and a left kidney lit up on the patient's right only."""
+    def draw(shape):
+        maps = {name: torch.zeros(shape) for name in ("liver", "left kidney")}
+        x0 = shape[0] // 2
+        maps["liver"][2:8, 2:8, 2:8] = 0.9
+        maps["liver"][x0:x0 + 2, 2:4, 2:4] = 0.9                   # a stray piece away from the liver
+        maps["left kidney"][shape[0] - 8:shape[0] - 4, 10:14, 2:6] = 0.8   # on the patient's right only
+        return maps
 
-    from lib.data.preprocess import load_volume
-    from lib.inference.service import load_predictor
-
-    predictor, _ = load_predictor(tiny_checkpoint)
-    predictor.cfg = replace(predictor.cfg, guided_modalities=())
-    encoded = predictor.encode(load_volume(str(phantom_studies / "phantom_0000.nii.gz")))
-    shape = encoded.shape
-    maps = {name: torch.zeros(shape) for name in ("liver", "left kidney")}
-    x0 = shape[0] // 2
-    maps["liver"][2:8, 2:8, 2:8] = 0.9
-    maps["liver"][x0:x0 + 2, 2:4, 2:4] = 0.9                   # a stray piece away from the liver
-    maps["left kidney"][shape[0] - 8:shape[0] - 4, 10:14, 2:6] = 0.8   # on the patient's right only
-    calls = []
-
-    def probabilities(enc, prompts):
-        calls.append(list(prompts))
-        p = torch.stack([maps[p] for p in prompts])
-        return p, p
-
-    predictor.probabilities = probabilities
-    predictor.label_stats = {n: LabelStats(cases=5, single_component=1.0, volume_p05_mm3=1.0)
-                             for n in ("liver", "left kidney")}
+    predictor, encoded, calls, _ = crafted_predictor(draw)
     return predictor, encoded, calls
 
 

@@ -108,6 +108,9 @@ def test_checkpoint_holds_label_statistics_and_raw_masks_can_be_scored(trained, 
                  "--no-cleanup"]) == 0
     report = json.loads(out.read_text())
     assert report["cleanup"] is False and report["summary"]["per_prompt"]["liver"]["dice"] > 0.3
+    assert report["exclusive_share"] == 0.0
+    assert main(["evaluate", "--model", str(ckpt), "--studies", str(ev), "--out", str(out), "--no-overlays",
+                 "--exclusive", "1.5"]) == 2                 # an invalid share is refused before any scan is read
 
 
 def test_label_stats_verb_recomputes_what_training_stored(trained, phantom_studies, tmp_path, caplog):
@@ -122,6 +125,7 @@ def test_label_stats_verb_recomputes_what_training_stored(trained, phantom_studi
     shutil.copy(ckpt, old)
     data = torch.load(old, weights_only=False)
     stored = data["meta"].pop("label_stats")
+    neighbours = data["meta"].pop("label_neighbours")
     fingerprints = data["meta"].pop("train_fingerprints")
     assert len(fingerprints) == 3
     torch.save(data, old)
@@ -129,6 +133,7 @@ def test_label_stats_verb_recomputes_what_training_stored(trained, phantom_studi
     assert main(["label-stats", "--model", str(old), "--studies", str(phantom_studies)]) == 0
     net, _, meta = load_checkpoint(old)
     assert meta["label_stats"] == stored and meta["train_fingerprints"] == fingerprints
+    assert meta["label_neighbours"] == neighbours and all(set(v) == {"hosts", "competitors"} for v in neighbours.values())
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), load_checkpoint(ckpt)[0].state_dict().values()))
     data["meta"]["train_cases"] = ["not_there"]
     torch.save(data, old)

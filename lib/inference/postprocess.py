@@ -1,5 +1,6 @@
 """Mask clean-up after the two passes, driven by the prompt and the training labels' shape
-statistics: the side a prompt names, the largest connected piece, a volume floor."""
+statistics: the side a prompt names, the largest connected piece, a volume floor, and the
+pieces of a lesion mask that a neighbouring organ's mask claims."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from scipy import ndimage
 
 from ..data.label_stats import LabelStats
 
-CLEANUP_OFF = {"side_check": False, "largest_piece": False, "min_volume_fraction": 0.0}  # ModelConfig values
+CLEANUP_OFF = {"side_check": False, "largest_piece": False, "min_volume_fraction": 0.0,
+               "exclusive_share": 0.0}  # ModelConfig values
 
 _SIDE = re.compile(r"\b(left|right)\b")
 _SIDE_LETTER = re.compile(r"(?<![\w-])([lr])(?![\w-])")  # "L hippocampus", not "l-spine"
@@ -105,6 +107,29 @@ def drop_smaller_pieces(p: torch.Tensor, threshold: float) -> torch.Tensor:
         return p
     out = p.clone()
     out[torch.from_numpy(drop)] = 0.0
+    return out
+
+
+def drop_claimed_pieces(p: torch.Tensor, threshold: float, claimed: np.ndarray, share: float) -> torch.Tensor:
+    """Zero every 26-connected piece of ``p >= threshold`` of which at least ``share`` of the
+    voxels lie in ``claimed`` (bool, the union of other structures' masks): a false lesion
+    mask on the gallbladder is dropped, a lesion that only grazes a neighbour is kept. On the
+    working grid before resampling, for the reason given in ``drop_smaller_pieces``.
+    (X, Y, Z) -> (X, Y, Z)."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share must be in (0, 1], got {share!r}")
+    mask = (p >= threshold).numpy()
+    if not (mask & claimed).any():
+        return p
+    box = _box(mask)
+    pieces, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3), dtype=bool))
+    index = range(1, n + 1)
+    held = np.asarray(ndimage.sum(claimed[box], pieces, index)) / np.asarray(ndimage.sum(mask[box], pieces, index))
+    drop = [i + 1 for i in range(n) if held[i] >= share]
+    if not drop:
+        return p
+    out = p.clone()
+    out[box][torch.as_tensor(np.isin(pieces, drop))] = 0.0
     return out
 
 

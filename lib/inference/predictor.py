@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..data.label_neighbours import Neighbours
 from ..data.label_stats import LabelStats
 from ..data.preprocess import (WorkingVolume, coordinate_channels, normalize_intensity, pad_to_multiple, prepare,
                                to_original_grid)
@@ -21,7 +22,8 @@ from ..model.text_encoder import TextEncoder
 from ..model.textseg import ImageEncoding, TextSegNet
 from ..model.uncertainty import candidate_region, scalar_uncertainty, uncertainty_map
 from .guided import bounding_box, guided_upsample
-from .postprocess import below_floor, body_midline, drop_smaller_pieces, drop_wrong_side, is_one_piece, prompt_side
+from .postprocess import (below_floor, body_midline, drop_claimed_pieces, drop_smaller_pieces, drop_wrong_side,
+                          is_one_piece, prompt_side)
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +139,15 @@ class Predictor:
         label_thresholds: per label name, its calibrated mask threshold (else the model's).
         label_max_uncertainty: per label name, its calibrated presence cut: a mask whose
             scalar uncertainty is above it is reported absent (``calibrate``).
+        label_neighbours: per enclosed label name, its hosts and competitors (checkpoint
+            metadata, ``lib.data.label_neighbours``); without them no exclusivity clean-up.
     """
 
     def __init__(self, net: TextSegNet, text_encoder: TextEncoder, vocab: Vocabulary,
                  label_stats: dict[str, LabelStats] | None = None,
                  label_thresholds: dict[str, float] | None = None,
-                 label_max_uncertainty: dict[str, float] | None = None) -> None:
+                 label_max_uncertainty: dict[str, float] | None = None,
+                 label_neighbours: dict[str, Neighbours] | None = None) -> None:
         self.net = net.eval()
         self.cfg = net.cfg
         self.text = text_encoder
@@ -156,6 +161,7 @@ class Predictor:
         for name, c in self.label_max_uncertainty.items():
             if not c > 0.0:
                 raise ValueError(f"presence cut of {name!r} must be positive, got {c!r}")
+        self.label_neighbours = dict(label_neighbours or {})
         if text_encoder.dim != self.cfg.text_dim:
             raise ValueError(f"text encoder width {text_encoder.dim} != model text_dim {self.cfg.text_dim}")
 
@@ -186,6 +192,8 @@ class Predictor:
         After the two passes, masks are cleaned (see ``ModelConfig``): a prompt naming one
         side loses pieces on the other side of the midline; a known label that is one piece
         in training keeps its largest piece (both on the working grid, before resampling);
+        with ``ModelConfig.exclusive_share`` set, a piece of an enclosed label's mask (a lesion,
+        a cyst) that its competitors' masks claim is dropped (``_exclusive``);
         a mask below the label's volume floor is reported absent (half that floor when the
         edge of the scan cuts it, ``below_floor``); a label of the other modality (a CT organ
         in an image that looks like MR, or the reverse: training never prompts a label in the
@@ -231,11 +239,9 @@ class Predictor:
         umap = to_original_grid(uncertainty_map(p1, p2, cfg.alpha), vol) if uncertainty_maps else None
         p1_orig = to_original_grid(p1, vol) if uncertainty_maps else None
         stats_of = [self.label_stats.get(e.name) if e else None for e in entries]
-        if cfg.side_check:
-            p2 = self._side_check(encoded, prompts, p2, ts)
-        if cfg.largest_piece:
-            p2 = torch.stack([drop_smaller_pieces(p, t) if is_one_piece(st, ONE_PIECE_SHARE) else p
-                              for p, st, t in zip(p2, stats_of, ts)])
+        p2 = self._clean(encoded, prompts, p2, ts, stats_of)
+        if cfg.exclusive_share > 0 and self.label_neighbours:
+            p2 = self._exclusive(encoded, entries, p2, ts)
         p2_orig = to_original_grid(p2, vol)
         if encoded.guide is not None and vol.modality in cfg.guided_modalities:
             p2_orig = guided_upsample(p2, p2_orig, vol, encoded.guide, cfg.guided_radius, cfg.guided_eps)
@@ -265,6 +271,46 @@ class Predictor:
                 uncertainty_map=umap[k].numpy() if umap is not None else None, extra=extra,
             ))
         return results
+
+    def _clean(self, encoded: EncodedImage, prompts: list[str], p2: torch.Tensor, thresholds: list[float],
+               stats_of: list[LabelStats | None]) -> torch.Tensor:
+        """The side check and the largest piece (as ``ModelConfig`` sets them):
+        (K, X, Y, Z) -> same, a new tensor when anything changes."""
+        if self.cfg.side_check:
+            p2 = self._side_check(encoded, prompts, p2, thresholds)
+        if self.cfg.largest_piece:
+            p2 = torch.stack([drop_smaller_pieces(p, t) if is_one_piece(st, ONE_PIECE_SHARE) else p
+                              for p, st, t in zip(p2, stats_of, thresholds)])
+        return p2
+
+    def _exclusive(self, encoded: EncodedImage, entries: list, p2: torch.Tensor,
+                   thresholds: list[float]) -> torch.Tensor:
+        """The exclusivity clean-up: for each prompt naming an enclosed label whose mask is
+        not empty, drop the pieces of which at least ``exclusive_share`` lies in the union of
+        its competitors' masks (``drop_claimed_pieces``). A competitor's mask is its cleaned
+        mask at its own threshold, taken from this request when one of the prompts names it,
+        else computed from the shared image encoding (extra prompts, paid only when a lesion
+        mask is not empty). (K, X, Y, Z) -> same, a new tensor when anything changes."""
+        modality = encoded.volume.modality
+        todo = [k for k, e in enumerate(entries)
+                if e is not None and e.name in self.label_neighbours and e.modality == modality
+                and self.label_neighbours[e.name].competitors and bool((p2[k] >= thresholds[k]).any())]
+        if not todo:
+            return p2
+        masks = {e.name: (p2[k] >= thresholds[k]).numpy() for k, e in enumerate(entries) if e is not None}
+        wanted = sorted({c for k in todo for c in self.label_neighbours[entries[k].name].competitors} - set(masks))
+        if wanted:
+            own = [self.vocab.resolve(c) for c in wanted]
+            ts = [self._threshold_of(e) for e in own]
+            _, cp2 = self.probabilities(encoded, wanted)
+            cp2 = self._clean(encoded, wanted, cp2, ts, [self.label_stats.get(c) for c in wanted])
+            masks.update({c: (p >= t).numpy() for c, p, t in zip(wanted, cp2, ts)})
+        out = list(p2)
+        for k in todo:
+            competitors = self.label_neighbours[entries[k].name].competitors
+            claimed = np.logical_or.reduce([masks[c] for c in competitors])
+            out[k] = drop_claimed_pieces(p2[k], thresholds[k], claimed, self.cfg.exclusive_share)
+        return torch.stack(out)
 
     def _side_check(self, encoded: EncodedImage, prompts: list[str], p2: torch.Tensor,
                     thresholds: list[float]) -> torch.Tensor:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from ..data.label_neighbours import neighbours_from_json
 from ..data.label_stats import stats_from_json
 from ..data.preprocess import load_volume
 from ..model.checkpoint import load_checkpoint
@@ -24,7 +26,16 @@ def load_predictor(checkpoint: str | Path) -> tuple[Predictor, dict]:
     stats = stats_from_json(meta.get("label_stats"))
     return Predictor(net, shared_text_encoder(net.cfg.text_encoder), vocab, label_stats=stats,
                      label_thresholds=meta.get("label_thresholds"),
-                     label_max_uncertainty=meta.get("label_max_uncertainty")), meta
+                     label_max_uncertainty=meta.get("label_max_uncertainty"),
+                     label_neighbours=neighbours_from_json(meta.get("label_neighbours"))), meta
+
+
+def set_exclusive(predictor: Predictor, share: float, source: str | Path) -> None:
+    """Set the predictor's exclusivity clean-up (``ModelConfig.exclusive_share``; 0: off),
+    warning when the checkpoint ``source`` lacks the label neighbours it needs."""
+    predictor.cfg = replace(predictor.cfg, exclusive_share=share)
+    if share > 0 and not predictor.label_neighbours:
+        logger.warning("%s has no label neighbours (run label-stats): the exclusivity clean-up does nothing", source)
 
 
 def slug(text: str) -> str:

@@ -55,7 +55,8 @@ class DropoutSamplingInfer:
                 net = copy.deepcopy(predictor.net)
                 mc = Predictor(net, predictor.text, predictor.vocab, label_stats=predictor.label_stats,
                                label_thresholds=predictor.label_thresholds,
-                               label_max_uncertainty=predictor.label_max_uncertainty)
+                               label_max_uncertainty=predictor.label_max_uncertainty,
+                               label_neighbours=predictor.label_neighbours)
                 layers = net.dropout_modules()
                 if not layers:
                     raise ValueError("the served model has no dropout (ModelConfig.dropout = 0): MC dropout is undefined")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..data.preprocess import load_volume
 from ..inference.predictor import EncodedImage, Predictor
-from ..inference.service import load_predictor
+from ..inference.service import load_predictor, set_exclusive
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +23,14 @@ class ModelStore:
         published: checkpoint written by training (preferred when it exists).
         default: bundled checkpoint used until a model is published.
         cache_mb: memory budget for cached encodings; least recently used are evicted.
+        exclusive_share: ``ModelConfig.exclusive_share`` for every model served (the
+            exclusivity clean-up; 0: off); None keeps each checkpoint's own.
     """
 
-    def __init__(self, published: str | Path, default: str | Path, cache_mb: int = 1024) -> None:
+    def __init__(self, published: str | Path, default: str | Path, cache_mb: int = 1024,
+                 exclusive_share: float | None = None) -> None:
         self.published, self.default = Path(published), Path(default)
+        self.exclusive_share = exclusive_share
         self.cache_bytes = cache_mb * 2**20
         self._lock = threading.RLock()
         self._predictor: Predictor | None = None
@@ -54,6 +58,8 @@ class ModelStore:
             if self._predictor is None or key != self._key:
                 logger.info("loading model %s", path)
                 self._predictor, self._meta = load_predictor(path)
+                if self.exclusive_share is not None:
+                    set_exclusive(self._predictor, self.exclusive_share, path)
                 self._key = key
                 self._cache.clear()
             return self._predictor, self.version()

@@ -16,6 +16,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 
 from ..config import Config, TrainConfig
 from ..datastore import label_indices
+from ..data.label_neighbours import neighbours_from_json
 from ..data.label_stats import stats_from_json
 from ..data.studies_index import in_validation
 from ..data.vocab import LabelEntry, Vocabulary, normalize_prompt
@@ -185,7 +186,8 @@ class TextSegTrainer(TrainTask):
         candidate = self.publish_path.with_name(self.publish_path.stem + ".candidate.pt")
         summary = train(cfg, mix, vocab, text, candidate, val_cases=val_cases or None, init=net, resume=False,
                         progress=False, base_stats=stats_from_json(meta.get("label_stats")),
-                        base_fingerprints=meta.get("train_fingerprints"))
+                        base_fingerprints=meta.get("train_fingerprints"),
+                        base_neighbours=neighbours_from_json(meta.get("label_neighbours")))
         if inherit_thresholds(candidate, meta):
             logger.info("the new weights keep the served model's label thresholds %s until recalibrated",
                         meta["label_thresholds"])

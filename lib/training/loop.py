@@ -13,6 +13,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..config import Config
+from ..data.label_neighbours import Neighbours, label_neighbours, neighbours_to_json
 from ..data.label_stats import LabelStats, label_stats, stats_to_json, typical_voxels
 from ..data.vocab import Vocabulary
 from ..host import host_info
@@ -62,7 +63,7 @@ def raw_path(out: Path) -> Path:
 def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, out: str | Path,
           val_cases: list[Case] | None = None, init: TextSegNet | None = None, resume: bool = True,
           progress: bool = True, base_stats: dict[str, LabelStats] | None = None,
-          base_fingerprints: list[str] | None = None) -> dict:
+          base_fingerprints: list[str] | None = None, base_neighbours: dict[str, Neighbours] | None = None) -> dict:
     """Train and write a servable checkpoint to ``out``.
 
     Args:
@@ -80,6 +81,8 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
         base_fingerprints: content fingerprints of the volumes an earlier training saw
             (fine-tuning); stored with those of ``cases`` so that ``evaluate`` can tell
             when it scores a volume the network has learnt from.
+        base_neighbours: label neighbours of an earlier training (fine-tuning); enclosed
+            labels of ``cases`` get fresh ones, the others keep these.
 
     Returns:
         Summary dict: steps, seconds, final losses and validation metrics.
@@ -201,6 +204,7 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
     seconds = time.perf_counter() - start
     stats = {**(base_stats or {}),
              **label_stats((c.label.numpy() for c in unique), vocab, cfg.model.working_spacing ** 3)}
+    neighbours = {**(base_neighbours or {}), **label_neighbours((c.label.numpy() for c in unique), vocab, stats)}
     val = validate(served, text, val_cases, vocab) if val_cases else {}
     summary = {"steps": step, "seconds": round(seconds, 1), "stopped_early": stopped_early,
                "losses": {k: round(v, 4) for k, v in running.items()}, "validation": val, "history": history,
@@ -213,7 +217,8 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
                "prompt_counts": {k: {"present": c[0], "absent": c[1]} for k, c in sorted(sampler.prompt_counts.items())},
                "absent_site_counts": dict(sorted(sampler.site_counts.items())),
                "absent_smooth_voxels": {k: round(v, 1) for k, v in sorted(smooth_of.items())},
-               "schedule_steps": sched.steps, "label_stats": stats_to_json(stats)}
+               "schedule_steps": sched.steps, "label_stats": stats_to_json(stats),
+               "label_neighbours": neighbours_to_json(neighbours)}
     net.eval()
     served.eval()
     net.to("cpu")  # a caller's ``init`` network goes back where it came from

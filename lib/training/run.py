@@ -10,6 +10,7 @@ from pathlib import Path
 from ..config import Config
 from ..data.studies_index import labelled_pairs, split
 from ..data.vocab import Vocabulary
+from ..data.label_neighbours import label_neighbours, neighbours_to_json
 from ..data.label_stats import label_stats, stats_to_json
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.text_encoder import shared_text_encoder
@@ -67,12 +68,12 @@ def train_from_studies(studies: list[str | Path], out: str | Path, cfg: Config, 
 
 
 def refresh_label_stats(checkpoint: str | Path, studies: list[str | Path], progress: bool = True) -> dict:
-    """Recompute a checkpoint's label statistics (``meta["label_stats"]``, used by the
-    predictor's clean-up) and its training volumes' content fingerprints
+    """Recompute a checkpoint's label statistics and neighbours (``meta["label_stats"]``,
+    ``meta["label_neighbours"]``, used by the predictor's clean-up) and its training volumes' content fingerprints
     (``meta["train_fingerprints"]``, by which ``evaluate`` recognises them) from its own
     training cases, as listed in its metadata, found in ``studies``; rewrite the
     checkpoint (weights unchanged). For checkpoints trained before ``train`` stored them.
-    Returns the statistics. Raises ValueError when a training case
+    Returns both as JSON (``label_stats``, ``label_neighbours``). Raises ValueError when a training case
     is missing."""
     net, vocab, meta = load_checkpoint(checkpoint)
     ids = set(meta.get("train_cases", []))
@@ -83,8 +84,11 @@ def refresh_label_stats(checkpoint: str | Path, studies: list[str | Path], progr
     if missing:
         raise ValueError(f"training cases of {checkpoint} not found in {[str(s) for s in studies]}: {sorted(missing)[:5]}")
     cases = load_cases(pairs, net.cfg.working_spacing, progress=progress)
-    stats = stats_to_json(label_stats((c.label.numpy() for c in cases), vocab, net.cfg.working_spacing ** 3))
+    stats = label_stats((c.label.numpy() for c in cases), vocab, net.cfg.working_spacing ** 3)
+    neighbours = neighbours_to_json(label_neighbours((c.label.numpy() for c in cases), vocab, stats))
     fingerprints = sorted({c.fingerprint for c in cases})
-    save_checkpoint(checkpoint, net, vocab, meta={**meta, "label_stats": stats, "train_fingerprints": fingerprints})
-    logger.info("label statistics of %d labels from %d cases written to %s", len(stats), len(cases), checkpoint)
-    return stats
+    save_checkpoint(checkpoint, net, vocab, meta={**meta, "label_stats": stats_to_json(stats),
+                                                  "label_neighbours": neighbours, "train_fingerprints": fingerprints})
+    logger.info("label statistics of %d labels (%d enclosed) from %d cases written to %s", len(stats),
+                len(neighbours), len(cases), checkpoint)
+    return {"label_stats": stats_to_json(stats), "label_neighbours": neighbours}
