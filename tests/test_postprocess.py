@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from lib.data.label_stats import (LabelStats, label_stats, largest_piece_share, stats_from_json, stats_to_json,
-                                  typical_voxels)
+from lib.data.label_stats import (LabelStats, is_one_piece, label_stats, largest_piece_share, stats_from_json,
+                                  stats_to_json, typical_voxels)
 from lib.data.vocab import Vocabulary
 from lib.inference.postprocess import (below_floor, below_volume_floor, body_midline, cut_by_field_of_view,
-                                       drop_smaller_pieces, drop_wrong_side, is_one_piece, keep_largest_piece,
+                                       drop_smaller_pieces, drop_wrong_side, keep_largest_piece,
                                        prompt_side)
 
 VOCAB = Vocabulary.from_json({"labels": {
@@ -135,6 +135,7 @@ def test_one_piece_and_volume_floor_rules():
     organ = LabelStats(cases=10, single_component=0.95, volume_p05_mm3=1000.0)
     lesion = LabelStats(cases=10, single_component=0.5, volume_p05_mm3=100.0)
     assert is_one_piece(organ, 0.9) and not is_one_piece(lesion, 0.9) and not is_one_piece(None, 0.9)
+    assert is_one_piece(organ) and not is_one_piece(organ, 0.96)  # default share 0.9
     assert below_volume_floor(249.0, organ, 0.25) and not below_volume_floor(250.0, organ, 0.25)
     assert not below_volume_floor(1.0, organ, 0.0) and not below_volume_floor(1.0, None, 0.25)
 

@@ -17,13 +17,12 @@ from typing import Iterable, Mapping
 import numpy as np
 from scipy import ndimage
 
-from .label_stats import LabelStats
+from .label_stats import LabelStats, is_one_piece
 from .vocab import Vocabulary
 
 HOST_SHELL_SHARE = 0.5  # a host holds at least this share of the label's one-voxel shell ...
 HOST_CASE_SHARE = 0.1  # ... in at least this share of the training cases containing the label
 TOUCH_CASE_SHARE = 0.1  # a competitor touches a host in at least this share of the cases with both
-ONE_PIECE_SHARE = 0.9  # as the predictor's largest-piece clean-up
 
 _CUBE = np.ones((3, 3, 3), dtype=bool)
 
@@ -90,19 +89,15 @@ def label_neighbours(label_maps: Iterable[np.ndarray], vocab: Vocabulary,
                 if share >= HOST_SHELL_SHARE:
                     hosted.setdefault(e.name, {})[other.name] = hosted.get(e.name, {}).get(other.name, 0) + 1
 
-    def one_piece(name: str) -> bool:
-        st = stats.get(name)
-        return st is not None and st.cases > 0 and st.single_component >= ONE_PIECE_SHARE
-
     modality = {e.name: e.modality for e in entries.values()}
     out: dict[str, Neighbours] = {}
     for name, n in cases.items():
         hosts = sorted(h for h, k in hosted.get(name, {}).items() if k >= HOST_CASE_SHARE * n)
-        if not hosts or one_piece(name):
+        if not hosts or is_one_piece(stats.get(name)):
             continue
         competitors = sorted(
             c for h in hosts for c, k in touch.get(h, {}).items()
-            if c != name and c not in hosts and one_piece(c) and modality.get(c) == modality.get(name)
+            if c != name and c not in hosts and is_one_piece(stats.get(c)) and modality.get(c) == modality.get(name)
             and k >= TOUCH_CASE_SHARE * together.get((h, c), 0))
         out[name] = Neighbours(hosts=tuple(hosts), competitors=tuple(dict.fromkeys(competitors)))
     return out

@@ -40,6 +40,13 @@ class LabelStats:
 
 
 ONE_PIECE_VOLUME = 0.95
+ONE_PIECE_SHARE = 0.9  # a label one piece in at least this share of its training cases is a one-piece label
+
+
+def is_one_piece(stats: LabelStats | None, min_share: float = ONE_PIECE_SHARE) -> bool:
+    """Whether a label is one connected piece in at least ``min_share`` of the training
+    cases that contain it (so stray pieces of its mask are errors)."""
+    return stats is not None and stats.cases > 0 and stats.single_component >= min_share
 
 
 def largest_piece_share(mask: np.ndarray) -> float:

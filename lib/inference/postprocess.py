@@ -133,12 +133,6 @@ def drop_claimed_pieces(p: torch.Tensor, threshold: float, claimed: np.ndarray, 
     return out
 
 
-def is_one_piece(stats: LabelStats | None, min_share: float) -> bool:
-    """Whether a label is one connected piece in at least ``min_share`` of the training
-    cases that contain it (so stray pieces of its mask are errors)."""
-    return stats is not None and stats.cases > 0 and stats.single_component >= min_share
-
-
 CUT_FACE_SHARE = 0.9  # a face holding this share of the mask's widest section cuts the structure
 CUT_FLOOR_SHARE = 0.5  # a cut structure's volume floor is this share of the label's floor
 

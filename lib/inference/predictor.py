@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..data.label_neighbours import Neighbours
-from ..data.label_stats import LabelStats
+from ..data.label_stats import LabelStats, is_one_piece
 from ..data.preprocess import (WorkingVolume, coordinate_channels, normalize_intensity, pad_to_multiple, prepare,
                                to_original_grid)
 from ..data.vocab import Vocabulary, normalize_prompt
@@ -23,13 +23,12 @@ from ..model.textseg import ImageEncoding, TextSegNet
 from ..model.uncertainty import candidate_region, scalar_uncertainty, uncertainty_map
 from .guided import bounding_box, guided_upsample
 from .postprocess import (below_floor, body_midline, drop_claimed_pieces, drop_smaller_pieces, drop_wrong_side,
-                          is_one_piece, prompt_side)
+                          prompt_side)
 
 logger = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 200
 MAX_PROMPTS = 64
-ONE_PIECE_SHARE = 0.9  # a label that is one piece in at least this share of training cases
 
 
 class PromptError(ValueError):
@@ -279,7 +278,7 @@ class Predictor:
         if self.cfg.side_check:
             p2 = self._side_check(encoded, prompts, p2, thresholds)
         if self.cfg.largest_piece:
-            p2 = torch.stack([drop_smaller_pieces(p, t) if is_one_piece(st, ONE_PIECE_SHARE) else p
+            p2 = torch.stack([drop_smaller_pieces(p, t) if is_one_piece(st) else p
                               for p, st, t in zip(p2, stats_of, thresholds)])
         return p2
 
