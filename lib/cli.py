@@ -65,7 +65,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluation import evaluate_studies
 
     report = evaluate_studies(a.model, a.studies, Path(a.out), ids=a.ids, overlays=not a.no_overlays,
-                              cleanup=not a.no_cleanup, guided=not a.no_guided, exclusive=a.exclusive)
+                              cleanup=not a.no_cleanup, guided=not a.no_guided, exclusive=a.exclusive,
+                              growth=not a.no_growth)
     print(json.dumps(report["summary"], indent=2))
     return 0
 
@@ -74,9 +75,11 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
     from .inference.calibration import CUT_GRID, calibrate_checkpoint
 
     record = calibrate_checkpoint(a.model, a.studies, a.out or a.model, grid=tuple(a.grid), min_cases=a.min_cases,
-                                  min_gain=a.min_gain, cut_grid=tuple(CUT_GRID if a.cut_grid is None else a.cut_grid))
-    print(json.dumps({k: {f: v[f] for f in ("threshold", "max_uncertainty", "cases", "dice_at_model_threshold", "dice",
-                                             "false_positives_at_model_threshold", "false_positives")}
+                                  min_gain=a.min_gain, cut_grid=tuple(CUT_GRID if a.cut_grid is None else a.cut_grid),
+                                  growth=a.growth)
+    print(json.dumps({k: {**{f: v[f] for f in ("threshold", "max_uncertainty", "cases", "dice_at_model_threshold", "dice",
+                                                "false_positives_at_model_threshold", "false_positives")},
+                          **({"growth": v["growth"]["chosen"]} if "growth" in v else {})}
                       for k, v in record["per_label"].items()}, indent=2))
     return 0
 
@@ -161,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--exclusive", type=float, metavar="SHARE",
                    help="exclusivity clean-up: drop a lesion or cyst mask piece of which this share lies in a "
                    "neighbouring organ's mask (0: off; default: the checkpoint's own, off unless set)")
+    s.add_argument("--no-growth", action="store_true",
+                   help="leave out the calibrated intensity completion of lesion and cyst masks")
     s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser("calibrate", help="choose each label's mask threshold and uncertainty presence cut "
@@ -176,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cut-grid", type=float, nargs="*", metavar="U",
                    help="scalar-uncertainty presence cuts to try per label (default 0.10 ... 0.60 by 0.05; "
                    "the flag with no value: no cut)")
+    s.add_argument("--growth", action=argparse.BooleanOptionalAction, default=True,
+                   help="choose an intensity completion for each lesion or cyst label (labels with hosts) "
+                   "where it raises the pool's Dice (default: on)")
     s.set_defaults(func=_cmd_calibrate)
 
     s = sub.add_parser("label-stats", help="(re)compute a checkpoint's label statistics and training fingerprints "

@@ -154,20 +154,22 @@ def calibration_cases(meta: dict, pairs: list[tuple[str, str, str]]) -> list[str
     ``meta["calibration"]["fingerprints"]``, see ``lib.inference.calibration``) when it chose
     any threshold or presence cut."""
     fingerprints = set((meta.get("calibration") or {}).get("fingerprints") or [])
-    if not fingerprints or not (meta.get("label_thresholds") or meta.get("label_max_uncertainty")):
+    if not fingerprints or not (meta.get("label_thresholds") or meta.get("label_max_uncertainty")
+                                or meta.get("label_growth")):
         return []
     return sorted(cid for cid, image, _ in pairs if volume_fingerprint(load_volume(image)) in fingerprints)
 
 
 def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: list[str] | None = None,
                      overlays: bool = True, cleanup: bool = True, guided: bool = True,
-                     exclusive: float | None = None) -> dict:
+                     exclusive: float | None = None, growth: bool = True) -> dict:
     """The ``evaluate`` CLI verb: writes ``out`` (JSON), ``out.md`` and overlay PNGs.
     ``cleanup=False`` scores the raw two-pass masks (no side check, largest piece or
     volume floor), to measure what the clean-up adds; ``guided=False`` interpolates the
     probabilities onto the input grid without the guided filter, to measure what it adds;
     ``exclusive`` sets ``ModelConfig.exclusive_share`` (the exclusivity clean-up; 0: off),
-    else the checkpoint's own is kept."""
+    else the checkpoint's own is kept; ``growth=False`` leaves out the calibrated intensity
+    completion (as does ``cleanup=False``)."""
     from dataclasses import replace
 
     from .data.overlay import render_prediction_overlay
@@ -177,6 +179,8 @@ def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: lis
     predictor, meta = load_predictor(model)
     if not cleanup:
         predictor.cfg = replace(predictor.cfg, **CLEANUP_OFF)
+    if not cleanup or not growth:
+        predictor.label_growth = {}
     if not guided:
         predictor.cfg = replace(predictor.cfg, guided_modalities=())
     if exclusive is not None:
@@ -198,6 +202,7 @@ def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: lis
               "guided_modalities": list(predictor.cfg.guided_modalities), "trained_on_evaluated_cases": overlap,
               "calibrated_on_evaluated_cases": calibrated_on, "label_thresholds": predictor.label_thresholds,
               "label_max_uncertainty": predictor.label_max_uncertainty,
+              "label_growth": {k: v.to_json() for k, v in predictor.label_growth.items()},
               "summary": result["summary"], "rows": result["rows"]}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,7 @@ def check_pool_model(meta: dict, ckpt: Path, pool_pairs: list, test_pairs: list)
 
 def calibration_summary(record: dict | None) -> dict | None:
     """What the report keeps of a ``calibrate`` record: its pool, time, and the labels it gave
-    their own threshold or a presence cut."""
+    their own threshold, a presence cut or an intensity completion."""
     if record is None:
         return None
     per_label = record.get("per_label", {})
@@ -84,7 +84,9 @@ def calibration_summary(record: dict | None) -> dict | None:
             "model_threshold": record.get("model_threshold"), "phantoms": len(record.get("cases", [])),
             "thresholds": {k: v["threshold"] for k, v in per_label.items()
                            if v["threshold"] != record.get("model_threshold")},
-            "presence_cuts": {k: v["max_uncertainty"] for k, v in per_label.items() if v["max_uncertainty"] is not None}}
+            "presence_cuts": {k: v["max_uncertainty"] for k, v in per_label.items() if v["max_uncertainty"] is not None},
+            "completions": {k: v["growth"]["chosen"] for k, v in per_label.items()
+                            if (v.get("growth") or {}).get("chosen")}}
 
 
 def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes: float, cfg: Config,

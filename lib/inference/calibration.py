@@ -15,6 +15,12 @@ the cut is reported absent. A false lesion mask is usually one the two passes di
 cut is chosen to maximise the label's mean per-scan score over the pool (Dice where the scan
 holds it; 1 for staying empty, 0 for firing where it does not), and kept only if it adds at
 least ``min_gain`` to that score over no cut (``label_max_uncertainty`` in the metadata).
+
+Last, at its kept threshold and cut, each label with hosts (a lesion, a cyst) may get an
+**intensity completion** (``lib.inference.completion``): every setting of a small grid is
+scored on the pool's scans that hold the label, and the best is kept only if it adds at least
+``min_gain`` to the mean Dice (``label_growth`` in the metadata). It changes no presence, so
+it is scored on Dice alone.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from tqdm import tqdm
 from ..data.preprocess import load_volume, volume_fingerprint
 from ..data.studies_index import labelled_pairs
 from ..data.vocab import Vocabulary
+from .completion import K_GRID, RADIUS_GRID_MM, Growth, choose_growth, grow_into_host, growth_to_json
 from .predictor import Predictor
 
 logger = logging.getLogger(__name__)
@@ -168,12 +175,52 @@ def threshold_curves(predictor: Predictor, pairs: list[tuple[str, str, str]], vo
     return curves
 
 
+def growth_curves(predictor: Predictor, pairs: list[tuple[str, str, str]], vocab: Vocabulary,
+                  settings: list[Growth], progress: bool = True) -> dict[str, tuple[list[float], dict[Growth, list[float]]]]:
+    """For each label with hosts, over the labelled ``(id, image, label)`` pairs that hold
+    it: the Dice of its served mask (the predictor's thresholds and cuts, no completion) and
+    the Dice after the completion at each of ``settings``, scan by scan. Only scans whose
+    encoding keeps the input-grid image (``EncodedImage.guide``: a modality with the guided
+    filter) count, as the completion needs it."""
+    out: dict[str, tuple[list[float], dict[Growth, list[float]]]] = {}
+    saved, predictor.label_growth = predictor.label_growth, {}
+    try:
+        for _, image_path, label_path in tqdm(pairs, desc="completion", disable=not progress):
+            img = load_volume(image_path)
+            lab = load_volume(label_path, label=True)[0].numpy().round().astype(np.int32)
+            encoded = predictor.encode(img)
+            modality = encoded.volume.modality
+            if encoded.guide is None:
+                continue
+            entries = [e for e in vocab if e.modality == modality and e.name in predictor.label_neighbours
+                       and predictor.label_neighbours[e.name].hosts]
+            truths = [e.mask(lab) for e in entries]
+            entries = [e for e, t in zip(entries, truths) if t.any()]
+            truths = [t for t in truths if t.any()]
+            if not entries:
+                continue
+            results = predictor.predict(encoded, [e.name for e in entries])
+            masks = predictor.host_masks(encoded, results, [e.name for e in entries])
+            spacing, image = encoded.input_spacing(), encoded.guide.numpy()
+            for e, r, truth in zip(entries, results, truths):
+                base, scores = out.setdefault(e.name, ([], {g: [] for g in settings}))
+                base.append(dice_score(r.mask, truth))
+                host = predictor.host_mask(e.name, masks)
+                for g in settings:
+                    scores[g].append(dice_score(grow_into_host(r.mask, image, host, spacing, g), truth)
+                                     if r.present else base[-1])
+    finally:
+        predictor.label_growth = saved
+    return out
+
+
 def calibrate_checkpoint(model: str | Path, studies: str | Path, out: str | Path,
                          grid: tuple[float, ...] = THRESHOLD_GRID, min_cases: int = MIN_CASES,
                          min_gain: float = MIN_GAIN, cut_grid: tuple[float, ...] = CUT_GRID,
-                         progress: bool = True) -> dict:
+                         growth: bool = True, progress: bool = True) -> dict:
     """The ``calibrate`` verb: choose each label's mask threshold (and presence cut, from
-    ``cut_grid``; an empty grid chooses none) on the labelled scans of
+    ``cut_grid``; an empty grid chooses none; and, with ``growth``, its intensity completion)
+    on the labelled scans of
     ``studies`` (a validation pool: never the training or the test scans) and write the
     checkpoint ``model`` with them to ``out`` (weights unchanged; ``out`` may be ``model``).
     Returns the record stored in the metadata under ``calibration``. Raises ValueError when
@@ -197,6 +244,7 @@ def calibrate_checkpoint(model: str | Path, studies: str | Path, out: str | Path
         raise ValueError(f"{len(overlap)} scans of {studies} were used to train {model} ({overlap[:3]}...): "
                          "calibrate on a validation pool")
     predictor.label_thresholds, predictor.label_max_uncertainty = {}, {}  # a recalibration starts afresh
+    predictor.label_growth = {}
     curves = threshold_curves(predictor, pairs, predictor.vocab, grid, progress=progress)
     per_label, thresholds, cuts = {}, {}, {}
     for name, curve in sorted(curves.items()):
@@ -222,30 +270,50 @@ def calibrate_checkpoint(model: str | Path, studies: str | Path, out: str | Path
             cuts[name] = cut
             logger.info("%s: presence cut at uncertainty %.2f (score %.3f -> %.3f over %d scans)", name, cut,
                         cut_score(answers, None), cut_score(answers, cut), len(answers))
+    growths: dict[str, Growth] = {}
+    if growth and predictor.label_neighbours:
+        predictor.label_thresholds, predictor.label_max_uncertainty = thresholds, cuts
+        settings = [Growth(k, r) for r in RADIUS_GRID_MM for k in K_GRID]
+        for name, (base_dice, scores) in sorted(growth_curves(predictor, pairs, predictor.vocab, settings,
+                                                              progress).items()):
+            chosen = choose_growth(base_dice, scores, min_cases, min_gain)
+            per_label.setdefault(name, {})["growth"] = {
+                "chosen": chosen.to_json() if chosen else None, "cases": len(base_dice),
+                "dice_without": float(np.mean(base_dice)),
+                "curve": [{**g.to_json(), "dice": float(np.mean(v))} for g, v in scores.items()]}
+            if chosen is not None:
+                growths[name] = chosen
+                logger.info("%s: completion k %.1f within %.0f mm (mean Dice %.3f -> %.3f over %d scans)", name,
+                            chosen.k, chosen.radius_mm, np.mean(base_dice), np.mean(scores[chosen]), len(base_dice))
+    elif growth:
+        logger.warning("%s has no label neighbours (run label-stats): no intensity completion calibrated", model)
     record = {"studies": str(studies), "cases": [p[0] for p in pairs],
               "fingerprints": sorted({volume_fingerprint(load_volume(p[1])) for p in pairs}),
               "grid": list(grid), "cut_grid": list(cut_grid), "model_threshold": base, "min_cases": min_cases,
               "min_gain": min_gain, "per_label": per_label, "seconds": round(time.perf_counter() - started, 1)}
     save_checkpoint(out, predictor.net, predictor.vocab,
-                    meta={**meta, "label_thresholds": thresholds, "label_max_uncertainty": cuts, "calibration": record})
-    logger.info("%d of %d labels given their own threshold, %d a presence cut; wrote %s", len(thresholds),
-                len(per_label), len(cuts), out)
+                    meta={**meta, "label_thresholds": thresholds, "label_max_uncertainty": cuts,
+                          "label_growth": growth_to_json(growths), "calibration": record})
+    logger.info("%d of %d labels given their own threshold, %d a presence cut, %d a completion; wrote %s",
+                len(thresholds), len(per_label), len(cuts), len(growths), out)
     return record
 
 
 def inherit_thresholds(checkpoint: str | Path, source_meta: dict) -> bool:
-    """Give a checkpoint fine-tuned from a calibrated model that model's label thresholds and
-    presence cuts (``source_meta``: its metadata), marked ``calibration["inherited"]``: the
+    """Give a checkpoint fine-tuned from a calibrated model that model's label thresholds,
+    presence cuts and completions (``source_meta``: its metadata), marked ``calibration["inherited"]``: the
     online trainer starts from the served weights, so their calibration stays a better guess
     than none until the new weights are calibrated themselves. Returns whether there was any."""
     from ..model.checkpoint import load_checkpoint, save_checkpoint
 
     thresholds = source_meta.get("label_thresholds") or {}
     cuts = source_meta.get("label_max_uncertainty") or {}
-    if not thresholds and not cuts:
+    growths = source_meta.get("label_growth") or {}
+    if not thresholds and not cuts and not growths:
         return False
     net, vocab, meta = load_checkpoint(checkpoint)
     record = {**(source_meta.get("calibration") or {}), "inherited": True}
     save_checkpoint(checkpoint, net, vocab, meta={**meta, "label_thresholds": dict(thresholds),
-                                                  "label_max_uncertainty": dict(cuts), "calibration": record})
+                                                  "label_max_uncertainty": dict(cuts), "label_growth": dict(growths),
+                                                  "calibration": record})
     return True

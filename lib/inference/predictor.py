@@ -21,6 +21,7 @@ from ..data.vocab import Vocabulary, normalize_prompt
 from ..model.text_encoder import TextEncoder
 from ..model.textseg import ImageEncoding, TextSegNet
 from ..model.uncertainty import candidate_region, scalar_uncertainty, uncertainty_map
+from .completion import Growth, grow_into_host
 from .guided import bounding_box, guided_upsample
 from .postprocess import (below_floor, body_midline, drop_claimed_pieces, drop_smaller_pieces, drop_wrong_side,
                           prompt_side)
@@ -85,6 +86,10 @@ class EncodedImage:
         guide = self.guide.numel() * 4 if self.guide is not None else 0
         return self.encoding.nbytes() + self.volume.image.numel() * 4 + guide
 
+    def input_spacing(self) -> tuple[float, float, float]:
+        """Voxel size of the input grid along its array axes, in mm."""
+        return tuple(float(v) for v in torch.linalg.norm(self.volume.original_affine[:3, :3].double(), dim=0))
+
 
 @dataclass
 class PromptResult:
@@ -140,13 +145,16 @@ class Predictor:
             scalar uncertainty is above it is reported absent (``calibrate``).
         label_neighbours: per enclosed label name, its hosts and competitors (checkpoint
             metadata, ``lib.data.label_neighbours``); without them no exclusivity clean-up.
+        label_growth: per label name with hosts, its calibrated intensity completion
+            (``lib.inference.completion``, chosen by ``calibrate``); needs ``label_neighbours``.
     """
 
     def __init__(self, net: TextSegNet, text_encoder: TextEncoder, vocab: Vocabulary,
                  label_stats: dict[str, LabelStats] | None = None,
                  label_thresholds: dict[str, float] | None = None,
                  label_max_uncertainty: dict[str, float] | None = None,
-                 label_neighbours: dict[str, Neighbours] | None = None) -> None:
+                 label_neighbours: dict[str, Neighbours] | None = None,
+                 label_growth: dict[str, Growth] | None = None) -> None:
         self.net = net.eval()
         self.cfg = net.cfg
         self.text = text_encoder
@@ -161,6 +169,10 @@ class Predictor:
             if not c > 0.0:
                 raise ValueError(f"presence cut of {name!r} must be positive, got {c!r}")
         self.label_neighbours = dict(label_neighbours or {})
+        self.label_growth = dict(label_growth or {})
+        for name, g in self.label_growth.items():
+            if not isinstance(g, Growth):
+                raise ValueError(f"growth of {name!r} must be a Growth, got {g!r}")
         if text_encoder.dim != self.cfg.text_dim:
             raise ValueError(f"text encoder width {text_encoder.dim} != model text_dim {self.cfg.text_dim}")
 
@@ -201,7 +213,10 @@ class Predictor:
         at or above the label's calibrated threshold (``label_thresholds``, from ``calibrate``),
         any other prompt's at ``ModelConfig.threshold``; a known label with a calibrated
         presence cut (``label_max_uncertainty``) is reported absent when the scalar
-        uncertainty is above it. On a modality of
+        uncertainty is above it; a label with a calibrated completion (``label_growth``) that
+        is present gains the darker host voxels next to its mask (``_complete``, on the input
+        grid, where the encoding kept the input image: a modality of
+        ``ModelConfig.guided_modalities``). On a modality of
         ``ModelConfig.guided_modalities`` the probabilities reach the input grid by the
         image-guided filter (``lib.inference.guided``), elsewhere by linear interpolation.
         The reported probability map is the one after the side check, the largest piece
@@ -225,10 +240,10 @@ class Predictor:
 
     def results(self, encoded: EncodedImage, prompts: list[str], p1: torch.Tensor, p2: torch.Tensor,
                 thresholds: list[float] | None = None, probabilities: bool = False,
-                uncertainty_maps: bool = False) -> list[PromptResult]:
+                uncertainty_maps: bool = False, complete: bool = True) -> list[PromptResult]:
         """The clean-up and answers of ``predict`` from both passes' (K, X, Y, Z) working-grid
         probabilities, at the given per-prompt mask ``thresholds`` (default ``thresholds``);
-        ``seconds`` is left 0."""
+        ``complete=False`` leaves out the intensity completion; ``seconds`` is left 0."""
         vol, cfg = encoded.volume, self.cfg
         entries = [self.vocab.resolve(p) for p in prompts]
         ts = [self._threshold_of(e) for e in entries] if thresholds is None else list(thresholds)
@@ -269,7 +284,25 @@ class Predictor:
                 pass1_probability=p1_orig[k].numpy() if p1_orig is not None else None,
                 uncertainty_map=umap[k].numpy() if umap is not None else None, extra=extra,
             ))
+        if complete and self.label_growth and encoded.guide is not None:
+            self._complete(encoded, results)
         return results
+
+    def _complete(self, encoded: EncodedImage, results: list[PromptResult]) -> None:
+        """The intensity completion, in place: each present result of a label with a
+        calibrated ``label_growth`` and hosts gains the darker host voxels next to its mask
+        (``grow_into_host`` on the input grid, the guide image as intensities). A host's mask
+        is its served mask, taken from ``results`` when a prompt names it, else computed from
+        the shared image encoding (paid only when such a mask is present)."""
+        todo = [r for r in results if r.present and r.label in self.label_growth
+                and self.label_neighbours.get(r.label) is not None and self.label_neighbours[r.label].hosts]
+        if not todo:
+            return
+        masks = self.host_masks(encoded, results, [r.label for r in todo])
+        spacing, image = encoded.input_spacing(), encoded.guide.numpy()
+        for r in todo:
+            r.mask = grow_into_host(r.mask, image, self.host_mask(r.label, masks), spacing, self.label_growth[r.label])
+            r.volume_mm3 = float(r.mask.sum()) * encoded.volume.voxel_volume_mm3
 
     def _clean(self, encoded: EncodedImage, prompts: list[str], p2: torch.Tensor, thresholds: list[float],
                stats_of: list[LabelStats | None]) -> torch.Tensor:
@@ -310,6 +343,22 @@ class Predictor:
             claimed = np.logical_or.reduce([masks[c] for c in competitors])
             out[k] = drop_claimed_pieces(p2[k], thresholds[k], claimed, self.cfg.exclusive_share)
         return torch.stack(out)
+
+    def host_masks(self, encoded: EncodedImage, results: list[PromptResult], labels: list[str]) -> dict[str, np.ndarray]:
+        """Served (X0, Y0, Z0) masks by label name: those of ``results``, plus the hosts of
+        ``labels`` (labels with neighbours) that ``results`` lacks, predicted from the
+        encoding without the completion."""
+        masks = {r.label: r.mask for r in results if r.label is not None}
+        wanted = sorted({h for label in labels for h in self.label_neighbours[label].hosts} - set(masks))
+        if wanted:
+            hp1, hp2 = self.probabilities(encoded, wanted)
+            masks.update({r.label: r.mask for r in self.results(encoded, wanted, hp1, hp2, complete=False)})
+        return masks
+
+    def host_mask(self, label: str, masks: dict[str, np.ndarray]) -> np.ndarray:
+        """The union of ``label``'s hosts' (X0, Y0, Z0) masks, from ``masks`` (label -> mask),
+        which must hold every host. Raises KeyError for a label without hosts."""
+        return np.logical_or.reduce([masks[h] for h in self.label_neighbours[label].hosts])
 
     def _side_check(self, encoded: EncodedImage, prompts: list[str], p2: torch.Tensor,
                     thresholds: list[float]) -> torch.Tensor:

@@ -15,6 +15,7 @@ from ..data.label_stats import stats_from_json
 from ..data.preprocess import load_volume
 from ..model.checkpoint import load_checkpoint
 from ..model.text_encoder import shared_text_encoder
+from .completion import growth_from_json
 from .predictor import Predictor, clean_prompt
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ def load_predictor(checkpoint: str | Path) -> tuple[Predictor, dict]:
     return Predictor(net, shared_text_encoder(net.cfg.text_encoder), vocab, label_stats=stats,
                      label_thresholds=meta.get("label_thresholds"),
                      label_max_uncertainty=meta.get("label_max_uncertainty"),
-                     label_neighbours=neighbours_from_json(meta.get("label_neighbours"))), meta
+                     label_neighbours=neighbours_from_json(meta.get("label_neighbours")),
+                     label_growth=growth_from_json(meta.get("label_growth"))), meta
 
 
 def set_exclusive(predictor: Predictor, share: float, source: str | Path) -> None:

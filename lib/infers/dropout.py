@@ -56,7 +56,7 @@ class DropoutSamplingInfer:
                 mc = Predictor(net, predictor.text, predictor.vocab, label_stats=predictor.label_stats,
                                label_thresholds=predictor.label_thresholds,
                                label_max_uncertainty=predictor.label_max_uncertainty,
-                               label_neighbours=predictor.label_neighbours)
+                               label_neighbours=predictor.label_neighbours, label_growth=predictor.label_growth)
                 layers = net.dropout_modules()
                 if not layers:
                     raise ValueError("the served model has no dropout (ModelConfig.dropout = 0): MC dropout is undefined")
