@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from lib.data.label_neighbours import Neighbours
 from lib.inference.calibration import (LabelCurve, choose_cut, choose_threshold, cut_score, dice_score,
                                        threshold_curves)
+from lib.inference.completion import Growth
 
 
 def _curve(points: dict[float, tuple[list[float], int]], absent: int = 4) -> LabelCurve:
@@ -163,14 +165,28 @@ def test_calibrate_writes_thresholds_and_evaluate_flags_the_pool(tiny_checkpoint
     from lib.cli import main
     from lib.inference import service
     from lib.model.checkpoint import load_checkpoint, save_checkpoint
+    from conftest import copy_studies
 
     monkeypatch.setattr(service, "load_predictor", lambda path: (faint_liver, load_checkpoint(path)[2]))
+    # the liver is given a host here, so that the completion is scored: the spleen's mask is
+    # empty (0.01 everywhere), so no setting adds enough to be kept
+    faint_liver.label_neighbours = {"liver": Neighbours(hosts=("spleen",), competitors=())}
     out = tmp_path / "calibrated.pt"
     assert main(["calibrate", "--model", str(tiny_checkpoint), "--studies", str(phantom_studies),
                  "--out", str(out), "--grid", "0.2", "0.4"]) == 0
+    plain = tmp_path / "no_growth.pt"  # on one scan, to keep the test short
+    one = copy_studies(phantom_studies, tmp_path / "one", keep_labels=1)
+    assert main(["calibrate", "--model", str(tiny_checkpoint), "--studies", str(one),
+                 "--out", str(plain), "--grid", "0.5", "--no-growth"]) == 0
     monkeypatch.undo()
     _, _, meta = load_checkpoint(out)
     assert meta["label_thresholds"] == {"liver": 0.2} and meta["label_max_uncertainty"] == {}
+    assert meta["label_growth"] == {}
+    growth = meta["calibration"]["per_label"]["liver"]["growth"]
+    assert growth["chosen"] is None and growth["cases"] == 4 and len(growth["curve"]) == 16
+    # only the holes of the liver's own mask can join it: nothing near the 0.01 min_gain
+    assert all(abs(c["dice"] - growth["dice_without"]) < 1e-3 for c in growth["curve"]) and growth["dice_without"] > 0.8
+    assert "growth" not in load_checkpoint(plain)[2]["calibration"]["per_label"]["liver"]
     record = meta["calibration"]
     assert record["per_label"]["liver"]["max_uncertainty"] is None
     assert len(record["per_label"]["liver"]["found_uncertainty"]) == 4 and record["cut_grid"][0] == 0.1
@@ -182,6 +198,15 @@ def test_calibrate_writes_thresholds_and_evaluate_flags_the_pool(tiny_checkpoint
     assert main(["evaluate", "--model", str(out), "--studies", str(phantom_studies), "--out", str(report),
                  "--no-overlays", "--ids", "phantom_0000"]) == 0
     assert json.loads(report.read_text())["calibrated_on_evaluated_cases"] == ["phantom_0000"]
+    # a kept completion is served, reported, and left out on request
+    net, vocab, meta = load_checkpoint(out)
+    grown = tmp_path / "grown.pt"
+    save_checkpoint(grown, net, vocab, meta={**meta, "label_growth": {"liver lesion": {"k": 2.0, "radius_mm": 4.0}}})
+    assert service.load_predictor(grown)[0].label_growth == {"liver lesion": Growth(2.0, 4.0)}
+    for flags, expected in (([], {"liver lesion": {"k": 2.0, "radius_mm": 4.0}}), (["--no-growth"], {})):
+        assert main(["evaluate", "--model", str(grown), "--studies", str(phantom_studies), "--out", str(report),
+                     "--no-overlays", "--ids", "phantom_0000", *flags]) == 0
+        assert json.loads(report.read_text())["label_growth"] == expected
     # a pool the model was trained on is refused
     net, vocab, _ = load_checkpoint(tiny_checkpoint)
     trained = tmp_path / "trained.pt"
@@ -201,10 +226,12 @@ def test_a_fine_tuned_checkpoint_inherits_the_served_thresholds(tiny_checkpoint,
     assert not inherit_thresholds(new, {"label_stats": {}})
     assert load_checkpoint(new)[2] == {"steps": 10}
     served = {"label_thresholds": {"kidney cyst": 0.3}, "label_max_uncertainty": {"liver lesion": 0.25},
-              "calibration": {"fingerprints": ["abc"]}}
+              "label_growth": {"liver lesion": {"k": 2.0, "radius_mm": 6.0}}, "calibration": {"fingerprints": ["abc"]}}
     assert inherit_thresholds(new, served)
     meta = load_checkpoint(new)[2]
     assert meta["steps"] == 10 and meta["label_thresholds"] == {"kidney cyst": 0.3}
     assert meta["label_max_uncertainty"] == {"liver lesion": 0.25}
+    assert meta["label_growth"] == {"liver lesion": {"k": 2.0, "radius_mm": 6.0}}
+    assert inherit_thresholds(new, {"label_growth": {"liver lesion": {"k": 2.0, "radius_mm": 6.0}}})  # a completion alone
     assert meta["calibration"] == {"fingerprints": ["abc"], "inherited": True}
     assert served["calibration"] == {"fingerprints": ["abc"]}  # the served model's record is not changed
