@@ -181,9 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cut-grid", type=float, nargs="*", metavar="U",
                    help="scalar-uncertainty presence cuts to try per label (default 0.10 ... 0.60 by 0.05; "
                    "the flag with no value: no cut)")
-    s.add_argument("--growth", action=argparse.BooleanOptionalAction, default=True,
-                   help="choose an intensity completion for each lesion or cyst label (labels with hosts) "
-                   "where it raises the pool's Dice (default: on)")
+    s.add_argument("--growth", action="store_true",
+                   help="also choose an intensity completion for each lesion or cyst label (labels with hosts) "
+                   "where it raises the pool's Dice (opt-in)")
     s.set_defaults(func=_cmd_calibrate)
 
     s = sub.add_parser("label-stats", help="(re)compute a checkpoint's label statistics and training fingerprints "
