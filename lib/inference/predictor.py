@@ -220,7 +220,8 @@ class Predictor:
         ``ModelConfig.guided_modalities`` the probabilities reach the input grid by the
         image-guided filter (``lib.inference.guided``), elsewhere by linear interpolation.
         The reported probability map is the one after the side check, the largest piece
-        and the guided filter; the scalar uncertainty is the two passes' own."""
+        and the guided filter (the completion changes the mask, not the map); the scalar
+        uncertainty is the two passes' own."""
         start = time.perf_counter()
         if not prompts:
             return []
