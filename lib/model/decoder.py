@@ -4,11 +4,11 @@ small text-conditioned adapter path run per prompt at the coarsest scale."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .blocks import DecomposedConv, FiLMAdapter
 from .conv import Conv3d
+from .upsample import upsample_trilinear
 
 
 class _Up(nn.Module):
@@ -19,7 +19,7 @@ class _Up(nn.Module):
         self.conv = DecomposedConv(in_ch + skip_ch, out_ch)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[2:], mode="trilinear", align_corners=False)
+        x = upsample_trilinear(x, skip.shape[2:])
         return self.conv(torch.cat([x, skip], dim=1))
 
 

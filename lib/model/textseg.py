@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 from torch import nn
 
@@ -14,6 +13,7 @@ from .decoder import PromptAdapter, SharedDecoder
 from .image_encoder import ImageEncoder
 from .refiner import FineLogit, GatedRefiner
 from .similarity import SimilarityHead, cosine_map, shared_cosine_map
+from .upsample import upsample_trilinear
 
 
 @dataclass
@@ -105,7 +105,7 @@ class TextSegNet(nn.Module):
             (B*K, 1, X/8, Y/8, Z/8) map; with "offset" ``s * cos(v + up(o), t) / T + b``.
         """
         size = enc.voxels.shape[2:]
-        adapted = F.interpolate(self.adapter(enc.context, prompts), size=size, mode="trilinear", align_corners=False)
+        adapted = upsample_trilinear(self.adapter(enc.context, prompts), size)
         if self.cfg.adapter == "offset":
             k = prompts.shape[0] // enc.voxels.shape[0]
             cosine = cosine_map(enc.voxels.repeat_interleave(k, dim=0) + adapted, prompts)
@@ -125,8 +125,7 @@ class TextSegNet(nn.Module):
         Returns:
             (B*K, X, Y, Z) pass-1 logits.
         """
-        logit1 = F.interpolate(logits2.unsqueeze(1), size=enc.g.shape[2:], mode="trilinear",
-                               align_corners=False).squeeze(1)
+        logit1 = upsample_trilinear(logits2.unsqueeze(1), enc.g.shape[2:]).squeeze(1)
         return logit1 if self.fine is None else logit1 + self.fine(enc.g, prompts)
 
     def segment(self, enc: ImageEncoding, text_features: torch.Tensor) -> dict[str, torch.Tensor]:
