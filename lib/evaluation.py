@@ -12,6 +12,7 @@ import torch
 from monai.metrics import compute_dice, compute_surface_dice
 from tqdm import tqdm
 
+from .data.boxes import bounding_box
 from .data.preprocess import load_volume, volume_fingerprint
 from .data.studies_index import labelled_pairs
 from .data.vocab import Vocabulary
@@ -23,13 +24,6 @@ NSD_TOLERANCE_MM = 2.0
 LESION_LABELS = ("liver lesion", "kidney cyst")
 
 
-def _crop_box(a: np.ndarray, b: np.ndarray, margin: int = 3) -> tuple[slice, ...]:
-    idx = np.argwhere(a | b)
-    lo = np.maximum(idx.min(0) - margin, 0)
-    hi = np.minimum(idx.max(0) + margin + 1, a.shape)
-    return tuple(slice(int(x), int(y)) for x, y in zip(lo, hi))
-
-
 def dice_nsd(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, float, float],
              tolerance: float = NSD_TOLERANCE_MM) -> tuple[float, float]:
     """Dice and normalised surface Dice of two boolean volumes, computed by MONAI on the
@@ -38,7 +32,7 @@ def dice_nsd(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, float, f
         return 1.0, 1.0
     if not pred.any() or not truth.any():
         return 0.0, 0.0
-    box = _crop_box(pred, truth)
+    box = bounding_box(pred | truth, 3)
     p = torch.as_tensor(pred[box])[None, None].float()
     t = torch.as_tensor(truth[box])[None, None].float()
     p2, t2 = torch.cat([1 - p, p], 1), torch.cat([1 - t, t], 1)

@@ -17,6 +17,7 @@ from typing import Iterable, Mapping
 import numpy as np
 from scipy import ndimage
 
+from .boxes import bounding_box
 from .label_stats import LabelStats, is_one_piece
 from .vocab import Vocabulary
 
@@ -47,12 +48,9 @@ def shell_labels(lab: np.ndarray, index: int) -> dict[int, float]:
     (X, Y, Z) label map held by each label value (0, the background, included); empty when
     the label is absent. Computed on the label's bounding box plus one voxel."""
     mask = lab == index
-    if not mask.any():
+    box = bounding_box(mask, 1)
+    if box is None:
         return {}
-    idx = np.argwhere(mask)
-    lo = np.maximum(idx.min(0) - 1, 0)
-    hi = np.minimum(idx.max(0) + 2, lab.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     inner = mask[box]
     shell = ndimage.binary_dilation(inner, structure=_CUBE) & ~inner
     values = lab[box][shell]

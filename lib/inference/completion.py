@@ -24,6 +24,8 @@ from typing import Mapping
 import numpy as np
 from scipy import ndimage
 
+from ..data.boxes import bounding_box
+
 SIGMA_MM = 1.5  # smoothing of the image before comparing a voxel with the host
 MAD_TO_SD = 1.4826  # the MAD of a normal distribution times this is its standard deviation
 MIN_HOST_VOXELS = 50  # fewer host voxels outside the mask give no reliable host statistics
@@ -63,14 +65,6 @@ def growth_to_json(data: Mapping[str, Growth]) -> dict:
     return {k: v.to_json() for k, v in data.items()}
 
 
-def _box(mask: np.ndarray, margin: np.ndarray) -> tuple[slice, slice, slice]:
-    """Bounding box of a non-empty (X, Y, Z) mask widened by ``margin`` voxels per axis."""
-    idx = np.argwhere(mask)
-    lo = np.maximum(idx.min(0) - margin, 0)
-    hi = np.minimum(idx.max(0) + margin + 1, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-
-
 def grow_into_host(mask: np.ndarray, image: np.ndarray, host: np.ndarray, spacing: tuple[float, float, float],
                    growth: Growth, sigma_mm: float = SIGMA_MM) -> np.ndarray:
     """The completed mask.
@@ -98,7 +92,7 @@ def grow_into_host(mask: np.ndarray, image: np.ndarray, host: np.ndarray, spacin
     if not out.any():
         return out
     smooth_margin = np.ceil(3 * sigma_mm / sp).astype(int)
-    hbox = _box(host | out, smooth_margin)
+    hbox = bounding_box(host | out, smooth_margin)
     inside = ndimage.binary_fill_holes(host[hbox] | out[hbox])
     smooth = ndimage.gaussian_filter(image[hbox].astype(np.float32), sigma_mm / sp, truncate=3.0)
     ref = smooth[inside & ~out[hbox]]
@@ -107,11 +101,11 @@ def grow_into_host(mask: np.ndarray, image: np.ndarray, host: np.ndarray, spacin
     median = float(np.median(ref))
     sd = MAD_TO_SD * float(np.median(np.abs(ref - median)))
     inner = float(np.median(smooth[out[hbox]]))
-    level = min(median - growth.k * sd, 0.5 * (median + inner))
     if sd <= 0 or inner >= median:
         return out
+    level = min(median - growth.k * sd, 0.5 * (median + inner))
     # candidates and their distance to the mask, within the mask's box widened by the radius
-    gbox = _box(out[hbox], np.ceil(growth.radius_mm / sp).astype(int) + 1)
+    gbox = bounding_box(out[hbox], np.ceil(growth.radius_mm / sp).astype(int) + 1)
     seed = out[hbox][gbox]
     near = ndimage.distance_transform_edt(~seed, sampling=sp) <= growth.radius_mm
     cand = inside[gbox] & near & (smooth[gbox] < level) & ~seed

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..data.boxes import bounding_box
 from ..data.preprocess import WorkingVolume, axis_aligned_map, separable_resample, to_original_grid
 
 BAND = 0.02  # a map is guided only around voxels with BAND < p < 1 - BAND
@@ -53,21 +54,10 @@ def guided_coefficients(p: torch.Tensor, guide: torch.Tensor, radius: int, eps: 
     return box_mean(a, radius), box_mean(b, radius)
 
 
-def bounding_box(mask: torch.Tensor, margin: int) -> tuple[slice, slice, slice] | None:
-    """Bounding box of the True voxels of a (X, Y, Z) mask grown by ``margin`` voxels
-    (clipped to the volume); None when there are none."""
-    if not bool(mask.any()):
-        return None
-    idx = mask.nonzero()
-    lo = (idx.min(0).values - margin).clamp(min=0)
-    hi = idx.max(0).values + margin + 1
-    return tuple(slice(int(a), int(min(b, n))) for a, b, n in zip(lo, hi, mask.shape))
-
-
 def band_box(p: torch.Tensor, margin: int) -> tuple[slice, slice, slice] | None:
     """Bounding box of the voxels of a (X, Y, Z) map with BAND < p < 1 - BAND, grown by
     ``margin`` voxels; None when there are none (the map is 0 or 1 everywhere)."""
-    return bounding_box((p > BAND) & (p < 1 - BAND), margin)
+    return bounding_box(((p > BAND) & (p < 1 - BAND)).cpu().numpy(), margin)
 
 
 def box_on_input_grid(axes: list[tuple[int, torch.Tensor]], box: tuple[slice, slice, slice]

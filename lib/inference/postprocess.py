@@ -11,6 +11,7 @@ import torch
 from monai.transforms.utils import get_largest_connected_component_mask
 from scipy import ndimage
 
+from ..data.boxes import bounding_box
 from ..data.label_stats import LabelStats
 
 CLEANUP_OFF = {"side_check": False, "largest_piece": False, "min_volume_fraction": 0.0,
@@ -40,12 +41,6 @@ def body_midline(image: torch.Tensor) -> float:
     return float((profile * torch.arange(len(profile), dtype=torch.float64)).sum() / profile.sum())
 
 
-def _box(mask: np.ndarray) -> tuple[slice, ...]:
-    """Bounding box of a non-empty boolean array (labelling only the box is much faster)."""
-    idx = np.argwhere(mask)
-    return tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(0), idx.max(0)))
-
-
 def drop_wrong_side(p: torch.Tensor, side: str, midline: float, threshold: float) -> torch.Tensor:
     """Clear what lies on the other side of the midline than ``side`` from ``p >= threshold``
     (26-connected pieces), by the share ``w`` of each piece's voxels beyond the midline.
@@ -66,7 +61,7 @@ def drop_wrong_side(p: torch.Tensor, side: str, midline: float, threshold: float
     mask = (p >= threshold).numpy()
     if not mask.any():
         return p
-    box = _box(mask)
+    box = bounding_box(mask)
     pieces, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3), dtype=bool))
     x = np.arange(box[0].start, box[0].stop)
     beyond = ((x > midline) if side == "left" else (x < midline))[:, None, None]  # rows on the other side
@@ -88,7 +83,7 @@ def keep_largest_piece(mask: np.ndarray) -> np.ndarray:
     stays empty."""
     if not mask.any():
         return mask
-    box = _box(mask)
+    box = bounding_box(mask)
     out = np.zeros_like(mask, dtype=bool)
     out[box] = np.asarray(get_largest_connected_component_mask(mask[box], connectivity=None)).astype(bool)
     return out
@@ -121,7 +116,7 @@ def drop_claimed_pieces(p: torch.Tensor, threshold: float, claimed: np.ndarray, 
     mask = (p >= threshold).numpy()
     if not (mask & claimed).any():
         return p
-    box = _box(mask)
+    box = bounding_box(mask)
     pieces, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3), dtype=bool))
     index = range(1, n + 1)
     held = np.asarray(ndimage.sum(claimed[box], pieces, index)) / np.asarray(ndimage.sum(mask[box], pieces, index))

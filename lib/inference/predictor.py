@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..data.boxes import bounding_box
 from ..data.label_neighbours import Neighbours
 from ..data.label_stats import LabelStats, is_one_piece
 from ..data.preprocess import (WorkingVolume, coordinate_channels, normalize_intensity, pad_to_multiple, prepare,
@@ -22,7 +23,7 @@ from ..model.text_encoder import TextEncoder
 from ..model.textseg import ImageEncoding, TextSegNet
 from ..model.uncertainty import candidate_region, scalar_uncertainty, uncertainty_map
 from .completion import Growth, grow_into_host
-from .guided import bounding_box, guided_upsample
+from .guided import guided_upsample
 from .postprocess import (below_floor, body_midline, drop_claimed_pieces, drop_smaller_pieces, drop_wrong_side,
                           prompt_side)
 
@@ -395,7 +396,7 @@ class Predictor:
     def _candidate_box(self, p1: torch.Tensor) -> tuple[slice, slice, slice] | None:
         """Bounding box (on the padded working grid, multiples of 2) of pass 1's candidate
         region plus a margin; None when pass 1 finds nothing."""
-        return bounding_box(candidate_region(p1, p1, self.cfg.tau), self.cfg.crop_margin)
+        return bounding_box(candidate_region(p1, p1, self.cfg.tau).cpu().numpy(), self.cfg.crop_margin)
 
     def segment(self, image, prompts: list[str], **kwargs) -> tuple[EncodedImage, list[PromptResult]]:
         """Encode and predict in one call."""
