@@ -9,7 +9,8 @@ import torch
 from scipy import ndimage
 
 from lib.data.label_neighbours import Neighbours
-from lib.inference.completion import Growth, choose_growth, grow_into_host, growth_from_json, growth_to_json
+from lib.inference.completion import (Growth, choose_growth, grow, grow_into_host, growth_from_json, growth_to_json,
+                                      host_view)
 
 SP = (1.0, 1.0, 2.0)
 
@@ -79,6 +80,19 @@ def test_nothing_to_grow_from_or_to_describe_leaves_the_mask(organ):
         grow_into_host(mask, image[:-1], host, SP, Growth(2.0, 6.0))
     with pytest.raises(ValueError, match="spacing"):
         grow_into_host(mask, image, host, (1.0, 0.0, 1.0), Growth(2.0, 6.0))
+
+
+def test_one_host_view_serves_every_setting(organ):
+    """Calibration computes the host's statistics once per scan and grows at each setting
+    from them: the same masks as ``grow_into_host`` setting by setting."""
+    image, host, lesion = organ
+    mask = _ball(lesion.shape, (14, 20, 10), 3.5)
+    view = host_view(mask, image, host, SP)
+    assert view is not None and view.inner < view.median
+    for g in (Growth(1.5, 2.0), Growth(2.0, 6.0), Growth(3.0, 8.0)):
+        assert np.array_equal(grow(view, g), grow_into_host(mask, image, host, SP, g))
+    assert host_view(mask, np.full_like(image, 100.0), host, SP) is None  # nothing any setting could add
+    assert host_view(np.zeros_like(mask), image, host, SP) is None
 
 
 def test_growth_settings_are_validated_and_round_trip():

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from ..data.preprocess import load_volume, volume_fingerprint
 from ..data.studies_index import labelled_pairs
 from ..data.vocab import Vocabulary
-from .completion import K_GRID, RADIUS_GRID_MM, Growth, choose_growth, grow_into_host, growth_to_json
+from .completion import K_GRID, RADIUS_GRID_MM, Growth, choose_growth, grow, growth_to_json, host_view
 from .predictor import Predictor
 
 logger = logging.getLogger(__name__)
@@ -206,10 +206,10 @@ def growth_curves(predictor: Predictor, pairs: list[tuple[str, str, str]], vocab
             for e, r, truth in zip(entries, results, truths):
                 base, scores = out.setdefault(e.name, ([], {g: [] for g in settings}))
                 base.append(dice_score(r.mask, truth))
-                host = predictor.host_mask(e.name, masks)
+                # the host's statistics once per scan, each setting's growth from them
+                view = host_view(r.mask, image, predictor.host_mask(e.name, masks), spacing) if r.present else None
                 for g in settings:
-                    scores[g].append(dice_score(grow_into_host(r.mask, image, host, spacing, g), truth)
-                                     if r.present else base[-1])
+                    scores[g].append(dice_score(grow(view, g), truth) if view is not None else base[-1])
     finally:
         predictor.label_growth = saved
     return out

@@ -65,6 +65,77 @@ def growth_to_json(data: Mapping[str, Growth]) -> dict:
     return {k: v.to_json() for k, v in data.items()}
 
 
+@dataclass(frozen=True, eq=False)
+class HostView:
+    """What the completion needs of one mask and its host, computed once for any number of
+    settings (``host_view``; ``grow`` applies one).
+
+    Attributes:
+        mask: (X, Y, Z) bool, the mask on the input grid.
+        box: the host's box (mask included), widened by the smoothing's reach.
+        inside: the host with its holes filled and the mask added, on ``box``.
+        smooth: the smoothed image on ``box``.
+        median, sd: the host's median and MAD-based s.d. outside the mask (smoothed image).
+        inner: the median of the smoothed image inside the mask.
+        spacing: (3,) voxel size in mm.
+    """
+
+    mask: np.ndarray
+    box: tuple[slice, ...]
+    inside: np.ndarray
+    smooth: np.ndarray
+    median: float
+    sd: float
+    inner: float
+    spacing: np.ndarray
+
+
+def host_view(mask: np.ndarray, image: np.ndarray, host: np.ndarray, spacing: tuple[float, float, float],
+              sigma_mm: float = SIGMA_MM) -> HostView | None:
+    """The host statistics of ``grow_into_host`` (its arguments but the setting); None when no
+    setting can change the mask: it is empty, the host is too small to describe or uniform, or
+    the mask is not darker than the host. Raises ValueError for mismatched grids or a bad
+    spacing."""
+    if mask.shape != image.shape or mask.shape != host.shape:
+        raise ValueError(f"mask {mask.shape}, image {image.shape} and host {host.shape} must share a grid")
+    sp = np.asarray(spacing, dtype=float)
+    if sp.shape != (3,) or not np.all(sp > 0):
+        raise ValueError(f"spacing must be three positive sizes in mm, got {spacing!r}")
+    mask = mask.astype(bool, copy=False)
+    if not mask.any():
+        return None
+    hbox = bounding_box(host | mask, np.ceil(3 * sigma_mm / sp).astype(int))
+    inside = ndimage.binary_fill_holes(host[hbox] | mask[hbox])
+    smooth = ndimage.gaussian_filter(image[hbox].astype(np.float32), sigma_mm / sp, truncate=3.0)
+    ref = smooth[inside & ~mask[hbox]]
+    if ref.size < MIN_HOST_VOXELS:
+        return None
+    median = float(np.median(ref))
+    sd = MAD_TO_SD * float(np.median(np.abs(ref - median)))
+    inner = float(np.median(smooth[mask[hbox]]))
+    if sd <= 0 or inner >= median:
+        return None
+    return HostView(mask=mask, box=hbox, inside=inside, smooth=smooth, median=median, sd=sd, inner=inner, spacing=sp)
+
+
+def grow(view: HostView, growth: Growth) -> np.ndarray:
+    """``view.mask`` completed at one setting: (X, Y, Z) bool, a new array."""
+    out = view.mask.copy()
+    level = min(view.median - growth.k * view.sd, 0.5 * (view.median + view.inner))
+    # candidates and their distance to the mask, within the mask's box widened by the radius
+    sp, mask = view.spacing, out[view.box]
+    gbox = bounding_box(mask, np.ceil(growth.radius_mm / sp).astype(int) + 1)
+    seed = mask[gbox]
+    near = ndimage.distance_transform_edt(~seed, sampling=sp) <= growth.radius_mm
+    cand = view.inside[gbox] & near & (view.smooth[gbox] < level) & ~seed
+    if not cand.any():
+        return out
+    pieces, _ = ndimage.label(cand | seed, structure=_CUBE)
+    touched = np.unique(pieces[seed])
+    mask[gbox] |= np.isin(pieces, touched[touched > 0]) & cand  # ``mask`` is a view: this writes into ``out``
+    return out
+
+
 def grow_into_host(mask: np.ndarray, image: np.ndarray, host: np.ndarray, spacing: tuple[float, float, float],
                    growth: Growth, sigma_mm: float = SIGMA_MM) -> np.ndarray:
     """The completed mask.
@@ -83,40 +154,8 @@ def grow_into_host(mask: np.ndarray, image: np.ndarray, host: np.ndarray, spacin
         connected candidates; ``mask`` unchanged when it is empty, when the host is too small
         to describe, when the host is uniform or when the mask is not darker than the host.
     """
-    if mask.shape != image.shape or mask.shape != host.shape:
-        raise ValueError(f"mask {mask.shape}, image {image.shape} and host {host.shape} must share a grid")
-    sp = np.asarray(spacing, dtype=float)
-    if sp.shape != (3,) or not np.all(sp > 0):
-        raise ValueError(f"spacing must be three positive sizes in mm, got {spacing!r}")
-    out = mask.astype(bool, copy=True)
-    if not out.any():
-        return out
-    smooth_margin = np.ceil(3 * sigma_mm / sp).astype(int)
-    hbox = bounding_box(host | out, smooth_margin)
-    inside = ndimage.binary_fill_holes(host[hbox] | out[hbox])
-    smooth = ndimage.gaussian_filter(image[hbox].astype(np.float32), sigma_mm / sp, truncate=3.0)
-    ref = smooth[inside & ~out[hbox]]
-    if ref.size < MIN_HOST_VOXELS:
-        return out
-    median = float(np.median(ref))
-    sd = MAD_TO_SD * float(np.median(np.abs(ref - median)))
-    inner = float(np.median(smooth[out[hbox]]))
-    if sd <= 0 or inner >= median:
-        return out
-    level = min(median - growth.k * sd, 0.5 * (median + inner))
-    # candidates and their distance to the mask, within the mask's box widened by the radius
-    gbox = bounding_box(out[hbox], np.ceil(growth.radius_mm / sp).astype(int) + 1)
-    seed = out[hbox][gbox]
-    near = ndimage.distance_transform_edt(~seed, sampling=sp) <= growth.radius_mm
-    cand = inside[gbox] & near & (smooth[gbox] < level) & ~seed
-    if not cand.any():
-        return out
-    pieces, _ = ndimage.label(cand | seed, structure=_CUBE)
-    touched = np.unique(pieces[seed])
-    grown = np.isin(pieces, touched[touched > 0]) & cand
-    view = out[hbox]  # a view: writing into it writes into ``out``
-    view[gbox] |= grown
-    return out
+    view = host_view(mask, image, host, spacing, sigma_mm)
+    return mask.astype(bool, copy=True) if view is None else grow(view, growth)
 
 
 def choose_growth(base: list[float], scores: Mapping[Growth, list[float]], min_cases: int,
