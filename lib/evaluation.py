@@ -17,6 +17,7 @@ from .data.preprocess import load_volume, volume_fingerprint
 from .data.studies_index import labelled_pairs
 from .data.vocab import Vocabulary
 from .inference.predictor import Predictor
+from .lesion_detection import detection_markdown, detection_summary, lesion_rows
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +52,13 @@ def evaluate_pairs(predictor: Predictor, pairs: list[tuple[str, str, str]], voca
     counts as a false positive when the model reports it present. ``paraphrases=False``
     prompts canonical names only.
 
-    Returns a dict with ``rows`` (one per case and prompt), ``summary`` and ``cases``
-    (the first ``keep_masks`` cases' image/label/predictions, for overlays).
+    Returns a dict with ``rows`` (one per case and prompt), ``lesions`` (the canonical
+    prompts of ``LESION_LABELS`` scored lesion by lesion: ``lesion_detection.lesion_rows``'
+    rows with case and label, and one row per case and label with its stray pieces),
+    ``summary`` (with ``lesion_detection``, the lesions pooled by label and size band) and
+    ``cases`` (the first ``keep_masks`` cases' image/label/predictions, for overlays).
     """
-    rows, kept = [], []
+    rows, kept, lesions = [], [], []
     for case_id, image_path, label_path in tqdm(pairs, desc="evaluate", disable=not progress):
         img = load_volume(image_path)
         lab = load_volume(label_path, label=True)[0].numpy().round().astype(np.int32)
@@ -75,10 +79,15 @@ def evaluate_pairs(predictor: Predictor, pairs: list[tuple[str, str, str]], voca
             if present:
                 row["dice"], row["nsd"] = dice_nsd(r.mask, e.mask(lab), spacing)
             rows.append(row)
+            if kind == "canonical" and e.name in LESION_LABELS:
+                found, stray = lesion_rows(r.mask, e.mask(lab), spacing)
+                lesions += [{"case": case_id, "label": e.name, **f} for f in found]
+                lesions.append({"case": case_id, "label": e.name, **stray})
         if len(kept) < keep_masks:
             kept.append({"case": case_id, "image": img[0].numpy(), "label": lab, "vocab": vocab,
                          "pred": {r.prompt: r.mask for r, (e, _, k) in zip(results, meta) if k == "canonical" and r.present}})
-    return {"rows": rows, "summary": summarize(rows), "cases": kept}
+    summary = {**summarize(rows), "lesion_detection": detection_summary(lesions)}
+    return {"rows": rows, "lesions": lesions, "summary": summary, "cases": kept}
 
 
 def _mean(values) -> float | None:
@@ -129,7 +138,7 @@ def markdown_table(summary: dict) -> str:
               f"- absent-prompt false-positive rate {fmt(summary['absent_fp_rate'])} over {summary['absent_prompts']} prompts",
               f"- held-out paraphrases: Dice {fmt(summary['paraphrase_dice'])} vs canonical "
               f"{fmt(summary['canonical_dice_same_cases'])} on the same cases (gap {fmt(summary['paraphrase_gap'])})"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + detection_markdown(summary.get("lesion_detection") or {})
 
 
 def trained_cases(meta: dict, pairs: list[tuple[str, str, str]]) -> list[str]:
@@ -197,7 +206,7 @@ def evaluate_studies(model: str | Path, studies: str | Path, out: Path, ids: lis
               "calibrated_on_evaluated_cases": calibrated_on, "label_thresholds": predictor.label_thresholds,
               "label_max_uncertainty": predictor.label_max_uncertainty,
               "label_growth": {k: v.to_json() for k, v in predictor.label_growth.items()},
-              "summary": result["summary"], "rows": result["rows"]}
+              "summary": result["summary"], "rows": result["rows"], "lesions": result["lesions"]}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

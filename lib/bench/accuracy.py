@@ -155,7 +155,8 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
         return {"mean_dice": summary["mean_dice"], "mean_nsd": summary["mean_nsd"],
                 "lesion_dice": summary["lesion_dice"], "lesion_nsd": summary["lesion_nsd"],
                 "absent_fp_rate": summary["absent_fp_rate"], "absent_firings": summary["absent_firings"],
-                "per_prompt": summary["per_prompt"]}
+                "per_prompt": summary["per_prompt"],
+                "lesion_detection": summary.get("lesion_detection")}  # textseg's evaluation only
 
     report = {
         "textseg_checkpoint": str(ckpt),
