@@ -84,7 +84,7 @@ def lesion_rows(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, float
         mask_pieces, m = ndimage.label(pred, structure=_CUBE)
         sizes = np.bincount(mask_pieces.ravel(), minlength=m + 1)
         sizes[np.unique(mask_pieces[truth & pred])] = 0  # pieces touching a lesion (and the background)
-        diameters = np.array([equivalent_diameter_mm(int(v), voxel_mm3) for v in sizes[1:]])
+        diameters = (6.0 * sizes[1:] * voxel_mm3 / math.pi) ** (1.0 / 3.0)  # as equivalent_diameter_mm
         false = (sizes[1:] > 0) & (diameters >= min_piece_mm)
         stray = {"false_pieces": int(false.sum()), "false_mm3": round(float(sizes[1:][false].sum() * voxel_mm3), 1),
                  "specks": int(((sizes[1:] > 0) & ~false).sum())}
@@ -123,13 +123,15 @@ def detection_summary(rows: list[dict], edges: tuple[float, ...] = SIZE_BANDS_MM
 
 
 def detection_markdown(summary: dict) -> str:
-    """The detection summary as Markdown lines (empty string without lesions)."""
+    """The detection summary as Markdown lines, one per label (empty string without labels)."""
     lines = []
     for label, s in summary.items():
+        stray = (f"in {s['scans']} scans, {s['false_pieces']} false pieces of at least {MIN_PIECE_MM:g} mm "
+                 f"({s['false_mm3']:.0f} mm3) and {s['specks']} smaller specks")
         if not s["lesions"]:
+            lines.append(f"- {label}: no lesion to find; {stray}")
             continue
         bands = "; ".join(f"{b}: {v['found']}/{v['lesions']}" for b, v in s["bands"].items())
         lines.append(f"- {label}: {s['found']} of {s['lesions']} lesions found ({bands}), mean share covered "
-                     f"{s['mean_covered']:.2f}; in {s['scans']} scans, {s['false_pieces']} false pieces of at least "
-                     f"{MIN_PIECE_MM:g} mm ({s['false_mm3']:.0f} mm3) and {s['specks']} smaller specks")
+                     f"{s['mean_covered']:.2f}; {stray}")
     return "\n".join(lines) + "\n" if lines else ""

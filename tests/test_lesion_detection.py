@@ -95,7 +95,8 @@ def test_size_bands_and_the_pooled_summary():
     assert cyst["lesions"] == 0 and cyst["sensitivity"] is None and cyst["bands"] == {}
     text = detection_markdown(s)
     assert "liver lesion: 2 of 3 lesions found (<10 mm: 0/1; 10-20 mm: 1/1; >=20 mm: 1/1)" in text
-    assert "kidney cyst" not in text  # no lesion to report
+    assert "in 2 scans, 3 false pieces of at least 3 mm (42 mm3) and 4 smaller specks" in text
+    assert "kidney cyst: no lesion to find; in 1 scans, 0 false pieces" in text
 
 
 def test_evaluate_scores_each_lesion_of_a_scan(phantom_studies, tiny_checkpoint):
