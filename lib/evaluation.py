@@ -17,7 +17,7 @@ from .data.preprocess import load_volume, volume_fingerprint
 from .data.studies_index import labelled_pairs
 from .data.vocab import Vocabulary
 from .inference.predictor import Predictor
-from .lesion_detection import detection_markdown, detection_summary, lesion_rows
+from .lesion_detection import case_lesion_rows, detection_markdown, detection_summary
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +80,7 @@ def evaluate_pairs(predictor: Predictor, pairs: list[tuple[str, str, str]], voca
                 row["dice"], row["nsd"] = dice_nsd(r.mask, e.mask(lab), spacing)
             rows.append(row)
             if kind == "canonical" and e.name in LESION_LABELS:
-                found, stray = lesion_rows(r.mask, e.mask(lab), spacing)
-                lesions += [{"case": case_id, "label": e.name, **f} for f in found]
-                lesions.append({"case": case_id, "label": e.name, **stray})
+                lesions += case_lesion_rows(case_id, e.name, r.mask, e.mask(lab), spacing)
         if len(kept) < keep_masks:
             kept.append({"case": case_id, "image": img[0].numpy(), "label": lab, "vocab": vocab,
                          "pred": {r.prompt: r.mask for r, (e, _, k) in zip(results, meta) if k == "canonical" and r.present}})

@@ -91,6 +91,14 @@ def lesion_rows(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, float
     return rows, stray
 
 
+def case_lesion_rows(case: str, label: str, pred: np.ndarray, truth: np.ndarray,
+                     spacing: tuple[float, float, float]) -> list[dict]:
+    """One scan's rows for ``detection_summary``: ``lesion_rows``' lesion rows and its stray
+    dict, each with ``case`` and ``label`` added (the stray row last)."""
+    found, stray = lesion_rows(pred, truth, spacing)
+    return [*({"case": case, "label": label, **f} for f in found), {"case": case, "label": label, **stray}]
+
+
 def detection_summary(rows: list[dict], edges: tuple[float, ...] = SIZE_BANDS_MM) -> dict:
     """Pool lesion rows (``lesion_rows``' lesion rows with ``label`` added, and one row per
     scored scan and label: its ``stray`` dict with ``label`` added) by label and size band.

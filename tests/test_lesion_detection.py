@@ -124,3 +124,28 @@ def test_evaluate_scores_each_lesion_of_a_scan(phantom_studies, tiny_checkpoint)
             assert len(found) == ndimage.label(truth, structure=np.ones((3, 3, 3)))[1]
     cysts = result["summary"]["lesion_detection"]["kidney cyst"]
     assert cysts["lesions"] >= 1 and cysts["scans"] == 1  # its cyst
+
+
+@pytest.mark.slow
+def test_segresnet_comparison_is_scored_lesion_by_lesion_too(phantom_studies):
+    """bench-accuracy's SegResNet evaluation (an untrained one here) gives the same lesion rows
+    as textseg's, with and without the guided filter."""
+    import torch
+
+    from lib.bench.segresnet import build_segresnet, evaluate_segresnet
+    from lib.data.studies_index import labelled_pairs
+    from lib.data.vocab import Vocabulary
+    from lib.evaluation import LESION_LABELS
+
+    vocab = Vocabulary.load(phantom_studies)
+    indices = sorted(vocab.index_to_name())
+    torch.manual_seed(0)
+    net = build_segresnet(len(indices), init_filters=8).eval()
+    pairs = [p for p in labelled_pairs(phantom_studies) if p[0] == "phantom_0001"]  # it has a kidney cyst
+    result = evaluate_segresnet(net, indices, pairs, vocab, 4.0, (32, 32, 32), progress=False, guided=(1, 3e-4))
+    for key, summary in (("lesions", "summary"), ("guided_lesions", "guided_summary")):
+        rows = result[key]
+        assert [r["label"] for r in rows if "false_pieces" in r] == list(LESION_LABELS)  # one stray row each
+        assert all(r["case"] == "phantom_0001" for r in rows)
+        cysts = result[summary]["lesion_detection"]["kidney cyst"]
+        assert cysts["lesions"] == sum(r["label"] == "kidney cyst" and "covered" in r for r in rows) >= 1

@@ -156,7 +156,7 @@ def run_bench_accuracy(out: Path, work: Path, n_train: int, n_test: int, minutes
                 "lesion_dice": summary["lesion_dice"], "lesion_nsd": summary["lesion_nsd"],
                 "absent_fp_rate": summary["absent_fp_rate"], "absent_firings": summary["absent_firings"],
                 "per_prompt": summary["per_prompt"],
-                "lesion_detection": summary.get("lesion_detection")}  # textseg's evaluation only
+                "lesion_detection": summary["lesion_detection"]}
 
     report = {
         "textseg_checkpoint": str(ckpt),

@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from ..data.preprocess import coordinate_channels, load_volume, normalize_intensity, prepare, to_original_grid
 from ..data.vocab import Vocabulary
-from ..evaluation import dice_nsd, summarize
+from ..evaluation import LESION_LABELS, dice_nsd, summarize
+from ..lesion_detection import case_lesion_rows, detection_summary
 from ..inference.guided import guided_upsample
 from ..training.data import Case, PatchSampler
 from ..training.precision import autocast, resolve_precision
@@ -69,8 +70,10 @@ def evaluate_segresnet(net, indices: list[int], pairs, vocab: Vocabulary, spacin
 
     With ``guided`` = (radius, eps), each softmax channel is also brought to the input grid
     by textseg's guided filter (on CT) before the argmax, and those masks are scored too
-    (``guided_rows``, ``guided_summary``): the same post-processing for both networks."""
-    rows, guided_rows = [], []
+    (``guided_rows``, ``guided_summary``): the same post-processing for both networks. The
+    lesion labels are also scored lesion by lesion, as ``evaluate`` does (``lesions``,
+    ``guided_lesions``, and ``lesion_detection`` in each summary)."""
+    rows, guided_rows, lesions, guided_lesions = [], [], [], []
     names = vocab.index_to_name()
     for case_id, image_path, label_path in tqdm(pairs, desc="eval segresnet", disable=not progress):
         img = load_volume(image_path)
@@ -81,23 +84,29 @@ def evaluate_segresnet(net, indices: list[int], pairs, vocab: Vocabulary, spacin
         x = torch.cat([vol.image, coordinate_channels(shape, spacing)]).unsqueeze(0)
         probs = torch.softmax(sliding_window_inference(x, roi, 2, net, overlap=0.25), 1)[0]
         linear = to_original_grid(probs, vol)
-        preds = [(rows, linear.argmax(0).numpy())]
+        preds = [(rows, lesions, linear.argmax(0).numpy())]
         if guided is not None and vol.modality == "CT":
             guide = normalize_intensity(img[0].as_tensor(), vol.modality)
-            preds.append((guided_rows, guided_upsample(probs, linear, vol, guide, *guided).argmax(0).numpy()))
+            preds.append((guided_rows, guided_lesions, guided_upsample(probs, linear, vol, guide, *guided).argmax(0).numpy()))
         del linear
-        for out, pred in preds:
-            out.extend(_rows(case_id, pred, lab, indices, names, vocab, vol.modality, spacing_mm))
-    result = {"rows": rows, "summary": summarize(rows)}
+        for out, out_lesions, pred in preds:
+            case_rows, case_lesions = _rows(case_id, pred, lab, indices, names, vocab, vol.modality, spacing_mm)
+            out.extend(case_rows)
+            out_lesions.extend(case_lesions)
+    result = {"rows": rows, "lesions": lesions,
+              "summary": {**summarize(rows), "lesion_detection": detection_summary(lesions)}}
     if guided is not None:
-        result.update(guided_rows=guided_rows, guided_summary=summarize(guided_rows))
+        result.update(guided_rows=guided_rows, guided_lesions=guided_lesions,
+                      guided_summary={**summarize(guided_rows), "lesion_detection": detection_summary(guided_lesions)})
     return result
 
 
 def _rows(case_id: str, pred: np.ndarray, lab: np.ndarray, indices: list[int], names: dict, vocab: Vocabulary,
-          modality: str, spacing_mm: tuple[float, float, float]) -> list[dict]:
-    """Evaluation rows of one case's argmax map ``pred`` (channel c = label ``indices[c-1]``)."""
-    rows = []
+          modality: str, spacing_mm: tuple[float, float, float]) -> tuple[list[dict], list[dict]]:
+    """Evaluation rows of one case's argmax map ``pred`` (channel c = label ``indices[c-1]``),
+    and the lesion-wise rows of its ``LESION_LABELS`` (``lesion_detection.case_lesion_rows``;
+    a mask under the 40 mm3 presence floor counts as empty, as in its row)."""
+    rows, lesions = [], []
     for c, idx in enumerate(indices, start=1):
         entry = vocab[names[idx]]
         if entry.modality != modality:
@@ -110,4 +119,7 @@ def _rows(case_id: str, pred: np.ndarray, lab: np.ndarray, indices: list[int], n
         if row["present"]:
             row["dice"], row["nsd"] = dice_nsd(mask, truth, spacing_mm)
         rows.append(row)
-    return rows
+        if entry.name in LESION_LABELS:
+            lesions += case_lesion_rows(case_id, entry.name, mask if row["predicted_present"] else np.zeros_like(mask),
+                                        truth, spacing_mm)
+    return rows, lesions
