@@ -76,11 +76,13 @@ def evaluate_pairs(predictor: Predictor, pairs: list[tuple[str, str, str]], voca
         for r, (e, present, kind) in zip(results, meta):
             row = {"case": case_id, "label": e.name, "prompt": r.prompt, "kind": kind, "present": present,
                    "predicted_present": r.present, "uncertainty": r.uncertainty, "composite": e.composite}
+            lesion = kind == "canonical" and e.name in LESION_LABELS
+            truth = e.mask(lab) if present or lesion else None  # one full-size mask at a time
             if present:
-                row["dice"], row["nsd"] = dice_nsd(r.mask, e.mask(lab), spacing)
+                row["dice"], row["nsd"] = dice_nsd(r.mask, truth, spacing)
             rows.append(row)
-            if kind == "canonical" and e.name in LESION_LABELS:
-                lesions += case_lesion_rows(case_id, e.name, r.mask, e.mask(lab), spacing)
+            if lesion:
+                lesions += case_lesion_rows(case_id, e.name, r.mask, truth, spacing)
         if len(kept) < keep_masks:
             kept.append({"case": case_id, "image": img[0].numpy(), "label": lab, "vocab": vocab,
                          "pred": {r.prompt: r.mask for r, (e, _, k) in zip(results, meta) if k == "canonical" and r.present}})

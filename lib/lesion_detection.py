@@ -24,9 +24,11 @@ MIN_PIECE_MM = 3.0  # a stray piece of the mask smaller than this across is a sp
 _CUBE = np.ones((3, 3, 3), dtype=bool)
 
 
-def equivalent_diameter_mm(voxels: int, voxel_volume_mm3: float) -> float:
-    """The diameter of a sphere of ``voxels`` voxels' volume, in mm."""
-    return float((6.0 * voxels * voxel_volume_mm3 / math.pi) ** (1.0 / 3.0))
+def equivalent_diameter_mm(voxels, voxel_volume_mm3: float):
+    """The diameter of a sphere of ``voxels`` voxels' volume, in mm: a float for one count,
+    an array of the same shape for an array of counts."""
+    d = np.cbrt(6.0 * np.asarray(voxels, dtype=float) * voxel_volume_mm3 / math.pi)
+    return float(d) if d.ndim == 0 else d
 
 
 def size_band(diameter_mm: float, edges: tuple[float, ...] = SIZE_BANDS_MM) -> str:
@@ -83,9 +85,8 @@ def lesion_rows(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, float
     if pred.any():
         mask_pieces, m = ndimage.label(pred, structure=_CUBE)
         sizes = np.bincount(mask_pieces.ravel(), minlength=m + 1)
-        sizes[np.unique(mask_pieces[truth & pred])] = 0  # pieces touching a lesion (and the background)
-        diameters = (6.0 * sizes[1:] * voxel_mm3 / math.pi) ** (1.0 / 3.0)  # as equivalent_diameter_mm
-        false = (sizes[1:] > 0) & (diameters >= min_piece_mm)
+        sizes[np.unique(mask_pieces[truth & pred])] = 0  # pieces touching a lesion are not stray
+        false = (sizes[1:] > 0) & (equivalent_diameter_mm(sizes[1:], voxel_mm3) >= min_piece_mm)
         stray = {"false_pieces": int(false.sum()), "false_mm3": round(float(sizes[1:][false].sum() * voxel_mm3), 1),
                  "specks": int(((sizes[1:] > 0) & ~false).sum())}
     return rows, stray
