@@ -4,6 +4,7 @@ files, MONAI Label ``--conf`` strings) and passed down as frozen dataclasses."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -231,6 +232,12 @@ class TrainConfig:
             its labels), "label" (a label among all, then a case that has it: rare labels
             such as lesions are centred more often) or "adaptive" (label first, weighted by
             each label's running soft-Dice loss: hard and collapsed labels more often).
+        focus_boost: label name -> factor (> 0) multiplying that label's weight when a
+            patch's centre label is drawn ("label" or "adaptive" focus sampling; labels not
+            named keep factor 1): ``{liver lesion: 3, kidney cyst: 3}`` centres about twice
+            as many patches on lesions as "adaptive" alone, whose square-root weights give
+            the two lesion labels about a quarter of the focused patches late in a run. A
+            name not in the training vocabulary is an error when training starts.
         absent_sampling: how a patch's absent-structure prompts are drawn: "uniform" (any
             label absent from the patch, equally) or "found" (weighted by how well the
             model already finds the label when it is present, ``LabelDifficulty.
@@ -287,6 +294,7 @@ class TrainConfig:
     label_contrast_prob: float = 0.5
     absent_site: float = 0.0
     focus_sampling: str = "case"
+    focus_boost: dict[str, float] = field(default_factory=dict)
     absent_sampling: str = "uniform"
     soft_targets: bool = False
     precision: str = "bf16"
@@ -327,6 +335,14 @@ class TrainConfig:
             raise ValueError(f"absent_site must be in [0, 1], got {self.absent_site!r}")
         if self.focus_sampling not in FOCUS_SAMPLING:
             raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {self.focus_sampling!r}")
+        if not isinstance(self.focus_boost, Mapping):
+            raise ValueError(f"focus_boost must map label names to factors, got {self.focus_boost!r}")
+        object.__setattr__(self, "focus_boost", {str(k): float(v) for k, v in self.focus_boost.items()})
+        bad = {k: v for k, v in self.focus_boost.items() if not v > 0 or not math.isfinite(v)}
+        if bad:
+            raise ValueError(f"focus_boost factors must be finite and > 0, got {bad!r}")
+        if self.focus_boost and self.focus_sampling == "case":
+            raise ValueError("focus_boost needs focus_sampling: label or adaptive (a label drawn first)")
         if self.absent_sampling not in ABSENT_SAMPLING:
             raise ValueError(f"absent_sampling must be one of {ABSENT_SAMPLING}, got {self.absent_sampling!r}")
         if self.absent_smooth not in ABSENT_SMOOTH:

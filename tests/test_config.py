@@ -35,6 +35,10 @@ def test_model_config_rejects_bad_values_naming_them(kwargs, name):
     ({"absent_sampling": "rare"}, "absent_sampling"), ({"absent_sampling": "found"}, "adaptive"),
     ({"affine_prob": 1.5}, "affine_prob"), ({"absent_site": -0.1}, "absent_site"),
     ({"absent_smooth": "median"}, "absent_smooth"), ({"absent_smooth": "size", "absent_dice": False}, "absent_smooth"),
+    ({"focus_boost": {"liver lesion": 0.0}, "focus_sampling": "adaptive"}, "focus_boost"),
+    ({"focus_boost": {"liver lesion": float("inf")}, "focus_sampling": "adaptive"}, "focus_boost"),
+    ({"focus_boost": ["liver lesion"], "focus_sampling": "adaptive"}, "focus_boost"),
+    ({"focus_boost": {"liver lesion": 3.0}, "focus_sampling": "case"}, "focus_boost"),
 ])
 def test_train_config_rejects_bad_values(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -55,6 +59,10 @@ def test_from_dict_and_files(tmp_path):
         Config.from_dict({"extra": {}})
     with pytest.raises(FileNotFoundError):
         Config.load(tmp_path / "missing.yaml")
+    (tmp_path / "b.yaml").write_text("train:\n  focus_sampling: adaptive\n  focus_boost:\n    liver lesion: 3\n")
+    boosted = Config.load(tmp_path / "b.yaml")
+    assert boosted.train.focus_boost == {"liver lesion": 3.0}
+    assert Config.from_dict(boosted.to_dict()) == boosted
 
 
 def test_app_settings_parse_conf_strings():
@@ -93,7 +101,10 @@ def test_the_fine_and_pull_configs_are_absent_ramp_with_only_their_named_changes
     assert _shipped("fine_pull.yaml") == replace(fine, train=pull)
     assert _shipped("fine_pull_half.yaml") == replace(fine, train=replace(pull, w_fg=0.1))
     assert _shipped("absent_site.yaml") == replace(base, train=replace(base.train, absent_site=0.2))
-    assert _shipped("absent_size.yaml") == replace(base, train=replace(base.train, absent_smooth="size"))
+    size = replace(base, train=replace(base.train, absent_smooth="size"))
+    assert _shipped("absent_size.yaml") == size
+    boost = {"liver lesion": 3.0, "kidney cyst": 3.0}
+    assert _shipped("lesion_focus.yaml") == replace(size, train=replace(size.train, focus_boost=boost))
 
 
 def _physical_patch_mm(cfg: Config) -> list[float]:

@@ -145,6 +145,31 @@ def test_adaptive_focus_sampling_centres_hard_labels_more_often():
     assert sum(focus == 2 for _, focus in picks) / len(picks) < 0.75 * 0.1 + 0.04
 
 
+def test_focus_boost_multiplies_a_labels_weight_in_the_label_first_draw():
+    """Equal running losses: "adaptive" alone centres the two labels equally often (0.75 / 2
+    each); a factor 3 on "small" gives it 3 / 4 of the focused patches. Under "label"
+    sampling the factor applies to the uniform draw the same way."""
+    with_small = _case()
+    cases = [with_small] + [Case(id=f"b{i}", image=with_small.image, label=(with_small.label == 1).to(torch.int16),
+                                 modality="CT") for i in range(3)]
+
+    def small_share(**kwargs) -> float:
+        sampler = PatchSampler(cases, _vocab(), (16, 16, 16), 2.0, seed=7, augment=False, **kwargs)
+        if sampler.difficulty is not None:
+            sampler.difficulty.values.update({"big": 0.25, "small": 0.25})
+        picks = [sampler._pick_case() for _ in range(1200)]
+        return sum(focus == 2 for _, focus in picks) / len(picks)
+
+    assert abs(small_share(focus_sampling="adaptive") - 0.75 / 2) < 0.05
+    assert abs(small_share(focus_sampling="adaptive", focus_boost={"small": 3.0}) - 0.75 * 3 / 4) < 0.05
+    assert abs(small_share(focus_sampling="label", focus_boost={"small": 3.0}) - 0.75 * 3 / 4) < 0.05
+    assert abs(small_share(focus_sampling="adaptive", focus_boost={"big": 3.0}) - 0.75 / 4) < 0.05
+    with pytest.raises(ValueError, match="vocabulary lacks.*tumour"):
+        PatchSampler(cases, _vocab(), (16, 16, 16), 2.0, focus_sampling="adaptive", focus_boost={"tumour": 2.0})
+    with pytest.raises(ValueError, match="focus_boost"):
+        PatchSampler(cases, _vocab(), (16, 16, 16), 2.0, focus_sampling="case", focus_boost={"small": 2.0})
+
+
 def test_distinct_prompts_never_repeat_a_label_and_stay_positive_only_in_stage_1():
     lab = _case().label  # "big" and "small" present, "other" absent
     sampler = PatchSampler([_case()], _vocab(), (16, 16, 16), 2.0, seed=0, augment=False, distinct_prompts=True)

@@ -165,6 +165,8 @@ class PatchSampler:
             least three quarters of their modality's cases qualify (organs, not lesions,
             whose mean centre would say little); with
             "balanced" absent sampling, only while the structure has absent credit. 0: off.
+        focus_boost: label name -> factor multiplying that label's weight in the
+            label-first draw of a patch's centre ("label" or "adaptive" focus sampling).
     """
 
     def __init__(self, cases: list[Case], vocab: Vocabulary, patch_size: tuple[int, int, int], spacing: float,
@@ -172,7 +174,7 @@ class PatchSampler:
                  coord_jitter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0), focus_sampling: str = "case",
                  distinct_prompts: bool = False, absent_sampling: str = "uniform", affine_prob: float = 0.5,
                  label_contrast_hu: float = 0.0, label_contrast_prob: float = 0.5,
-                 absent_site: float = 0.0) -> None:
+                 absent_site: float = 0.0, focus_boost: dict[str, float] | None = None) -> None:
         if not cases:
             raise ValueError("no labelled cases to train on")
         self.cases, self.vocab, self.patch_size, self.spacing = cases, vocab, patch_size, spacing
@@ -194,6 +196,12 @@ class PatchSampler:
         self._values = [set(torch.unique(c.label).tolist()) - {0} for c in cases]  # labels per case
         # (modality, label value) -> name of its single-label entry, for adaptive weights
         self._names = {(e.modality, e.indices[0]): e.name for e in vocab if len(e.indices) == 1}
+        self.focus_boost = dict(focus_boost or {})
+        unknown = sorted(set(self.focus_boost) - set(self._names.values()))
+        if unknown:
+            raise ValueError(f"focus_boost names labels the training vocabulary lacks: {unknown}")
+        if self.focus_boost and focus_sampling == "case":
+            raise ValueError("focus_boost needs focus_sampling 'label' or 'adaptive' (a label drawn first)")
         if not 0.0 <= absent_site <= 1.0:
             raise ValueError(f"absent_site must be in [0, 1], got {absent_site!r}")
         self.absent_site = float(absent_site)
@@ -236,9 +244,10 @@ class PatchSampler:
             modality = self.cases[group[0]].modality
             values = sorted(set().union(*(self._values[i] for i in group)))
             p = None
-            if self.difficulty is not None:
-                values = [v for v in values if (modality, v) in self._names]
-                w = np.array([self.difficulty.weight(self._names[modality, v]) for v in values])
+            if self.difficulty is not None or self.focus_boost:
+                if self.difficulty is not None:
+                    values = [v for v in values if (modality, v) in self._names]
+                w = np.array([self._focus_weight(modality, v) for v in values])
                 p = w / w.sum() if len(values) else None
             if values:
                 v = values[self.rng.choice(len(values), p=p)]
@@ -249,6 +258,13 @@ class PatchSampler:
             values = sorted(self._values[i])
             return self.cases[i], values[self.rng.integers(len(values))]
         return self.cases[i], 0
+
+    def _focus_weight(self, modality: str, value: int) -> float:
+        """A label's weight in the label-first draw: its running difficulty weight
+        ("adaptive"; else 1) times its ``focus_boost`` factor (1 when not named)."""
+        name = self._names.get((modality, value))
+        w = self.difficulty.weight(name) if self.difficulty is not None else 1.0
+        return w * self.focus_boost.get(name, 1.0)
 
     def _crop(self, case: Case, focus: int = 0, centre: list[int] | None = None):
         """A patch of the case, centred (up to a random shift of a quarter patch) on

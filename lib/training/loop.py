@@ -119,7 +119,8 @@ def train(cfg: Config, cases: list[Case], vocab: Vocabulary, text: TextEncoder, 
                            coord_jitter_mm=tc.coord_jitter_mm, focus_sampling=tc.focus_sampling,
                            distinct_prompts=tc.distinct_prompts, absent_sampling=tc.absent_sampling,
                            affine_prob=tc.affine_prob, label_contrast_hu=tc.label_contrast_hu,
-                           label_contrast_prob=tc.label_contrast_prob, absent_site=tc.absent_site)
+                           label_contrast_prob=tc.label_contrast_prob, absent_site=tc.absent_site,
+                           focus_boost=tc.focus_boost)
     vocab_features = text.encode(sorted({p for e in vocab for p in e.train_prompts})).to(device)  # warms the cache too
     if init is None and step == 0:
         net.head.set_text_center(vocab_features)
