@@ -86,8 +86,7 @@ def evaluate_pairs(predictor: Predictor, pairs: list[tuple[str, str, str]], voca
         if len(kept) < keep_masks:
             kept.append({"case": case_id, "image": img[0].numpy(), "label": lab, "vocab": vocab,
                          "pred": {r.prompt: r.mask for r, (e, _, k) in zip(results, meta) if k == "canonical" and r.present}})
-    summary = {**summarize(rows), "lesion_detection": detection_summary(lesions)}
-    return {"rows": rows, "lesions": lesions, "summary": summary, "cases": kept}
+    return {"rows": rows, "lesions": lesions, "summary": summarize(rows, lesions), "cases": kept}
 
 
 def _mean(values) -> float | None:
@@ -95,10 +94,11 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def summarize(rows: list[dict]) -> dict:
+def summarize(rows: list[dict], lesion_rows: list[dict] | None = None) -> dict:
     """Aggregate evaluation rows: per-prompt means, organ/lesion means, absent FP rate (and
     which absent prompts got a mask, with their scalar uncertainty where the rows have one),
-    paraphrase-versus-canonical Dice."""
+    paraphrase-versus-canonical Dice; with ``lesion_rows`` (``case_lesion_rows``), also their
+    ``detection_summary`` under "lesion_detection"."""
     canon = [r for r in rows if r["kind"] == "canonical" and r["present"]]
     per_prompt = {}
     for name in sorted({r["label"] for r in canon}):
@@ -111,7 +111,7 @@ def summarize(rows: list[dict]) -> dict:
     para = [r for r in rows if r["kind"] == "paraphrase"]
     canon_by_case = {(r["case"], r["label"]): r["dice"] for r in canon}
     gaps = [canon_by_case[(r["case"], r["label"])] - r["dice"] for r in para]
-    return {
+    summary = {
         "mean_dice": _mean(v["dice"] for v in organs.values()),
         "mean_nsd": _mean(v["nsd"] for v in organs.values()),
         "lesion_dice": _mean(v["dice"] for v in lesions.values()),
@@ -126,6 +126,9 @@ def summarize(rows: list[dict]) -> dict:
         "per_prompt": per_prompt,
         "n_cases": len({r["case"] for r in rows}),
     }
+    if lesion_rows is not None:
+        summary["lesion_detection"] = detection_summary(lesion_rows)
+    return summary
 
 
 def markdown_table(summary: dict) -> str:

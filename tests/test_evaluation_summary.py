@@ -25,3 +25,4 @@ def test_summary_names_the_absent_prompts_that_fired():
     assert s["absent_firings"] == [{"case": "b", "prompt": "liver lesion", "uncertainty": 0.21}]
     assert s["paraphrase_gap"] == pytest.approx(0.1)
     assert summarize([r for r in rows if r["present"]])["absent_firings"] == []
+    assert "lesion_detection" not in s  # only with lesion rows (tests/test_lesion_detection.py)

@@ -16,8 +16,8 @@ from tqdm import tqdm
 from ..data.preprocess import coordinate_channels, load_volume, normalize_intensity, prepare, to_original_grid
 from ..data.vocab import Vocabulary
 from ..evaluation import LESION_LABELS, dice_nsd, summarize
-from ..lesion_detection import case_lesion_rows, detection_summary
 from ..inference.guided import guided_upsample
+from ..lesion_detection import case_lesion_rows
 from ..training.data import Case, PatchSampler
 from ..training.precision import autocast, resolve_precision
 
@@ -94,10 +94,10 @@ def evaluate_segresnet(net, indices: list[int], pairs, vocab: Vocabulary, spacin
             out.extend(case_rows)
             out_lesions.extend(case_lesions)
     result = {"rows": rows, "lesions": lesions,
-              "summary": {**summarize(rows), "lesion_detection": detection_summary(lesions)}}
+              "summary": summarize(rows, lesions)}
     if guided is not None:
         result.update(guided_rows=guided_rows, guided_lesions=guided_lesions,
-                      guided_summary={**summarize(guided_rows), "lesion_detection": detection_summary(guided_lesions)})
+                      guided_summary=summarize(guided_rows, guided_lesions))
     return result
 
 
