@@ -337,10 +337,11 @@ class TrainConfig:
             raise ValueError(f"focus_sampling must be one of {FOCUS_SAMPLING}, got {self.focus_sampling!r}")
         if not isinstance(self.focus_boost, Mapping):
             raise ValueError(f"focus_boost must map label names to factors, got {self.focus_boost!r}")
-        object.__setattr__(self, "focus_boost", {str(k): float(v) for k, v in self.focus_boost.items()})
-        bad = {k: v for k, v in self.focus_boost.items() if not v > 0 or not math.isfinite(v)}
+        bad = {k: v for k, v in self.focus_boost.items()
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v)}
         if bad:
-            raise ValueError(f"focus_boost factors must be finite and > 0, got {bad!r}")
+            raise ValueError(f"focus_boost factors must be finite numbers > 0, got {bad!r}")
+        object.__setattr__(self, "focus_boost", {str(k): float(v) for k, v in self.focus_boost.items()})
         if self.focus_boost and self.focus_sampling == "case":
             raise ValueError("focus_boost needs focus_sampling: label or adaptive (a label drawn first)")
         if self.absent_sampling not in ABSENT_SAMPLING:

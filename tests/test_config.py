@@ -38,6 +38,7 @@ def test_model_config_rejects_bad_values_naming_them(kwargs, name):
     ({"focus_boost": {"liver lesion": 0.0}, "focus_sampling": "adaptive"}, "focus_boost"),
     ({"focus_boost": {"liver lesion": float("inf")}, "focus_sampling": "adaptive"}, "focus_boost"),
     ({"focus_boost": ["liver lesion"], "focus_sampling": "adaptive"}, "focus_boost"),
+    ({"focus_boost": {"liver lesion": "high"}, "focus_sampling": "adaptive"}, "focus_boost"),
     ({"focus_boost": {"liver lesion": 3.0}, "focus_sampling": "case"}, "focus_boost"),
 ])
 def test_train_config_rejects_bad_values(kwargs, name):
